@@ -1,0 +1,26 @@
+//! What vmrmd may do, for whom: configuration, the path and name grammar, and
+//! peer authorization.
+//!
+//! Everything here is a pure decision over values (config validation only
+//! reads file metadata). The helper turns kernel facts (peer credentials,
+//! `fstat` of an opened fd) into the values these functions judge; every
+//! verdict is `#[must_use]` so a caller cannot forget to act on a denial.
+#![forbid(unsafe_code)]
+
+mod config;
+mod denial;
+mod grammar;
+mod ids;
+mod prefix;
+mod tenancy;
+
+pub use config::{
+    Config, ConfigError, ConfigFile, IdResolver, IdSpec, Limits, SandboxMode, SweepConfig,
+    DEFAULT_CONFIG_PATH, DEFAULT_NAME_PREFIX, DEFAULT_PREFIX, DEFAULT_SOCKET, DEFAULT_SOCKET_MODE,
+    DEFAULT_USER,
+};
+pub use denial::Denial;
+pub use grammar::{check_name, Target};
+pub use ids::{Gid, Uid, OVERFLOW_GID, OVERFLOW_UID};
+pub use prefix::{Prefix, PrefixError};
+pub use tenancy::{authorize_owner, authorize_peer, PeerCredentials};

@@ -1,0 +1,221 @@
+//! The messages: what a client asks, what the helper answers.
+
+use serde::{Deserialize, Serialize};
+
+/// Chosen by the client, echoed in the response, unique per connection.
+pub type RequestId = u64;
+
+/// At most this many failures are listed in one [`Outcome::Failed`]; the rest
+/// are only counted, so a tree of a million unremovable files cannot make a
+/// response (or the helper's memory) grow with it.
+pub const MAX_REPORTED_FAILURES: usize = 64;
+
+/// A failure's relative path is cut to this many bytes (and marked cut).
+pub const MAX_REPORTED_PATH_LEN: usize = 1024;
+
+/// From client to helper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// First message on every connection.
+    Hello { version: u16 },
+    /// Any number of these after a successful hello.
+    Request { id: RequestId, request: Request },
+}
+
+/// What a client may ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Remove the directory tree at this absolute path. Linux paths are bytes,
+    /// not necessarily UTF-8, so they travel as bytes.
+    Remove {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+    },
+    /// Is the helper there and serving?
+    Ping,
+    /// Counters and latencies since the helper started.
+    Stats,
+}
+
+/// From helper to client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The helper speaks `version` and is ready for requests.
+    Hello { version: u16, server: String },
+    /// The answer to the request with this id.
+    Response { id: RequestId, outcome: Outcome },
+    /// The connection is unusable (bad frame, unknown version, helper busy);
+    /// the helper closes it after sending this.
+    Error {
+        kind: ProtocolErrorKind,
+        message: String,
+    },
+}
+
+/// Why a connection was refused or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProtocolErrorKind {
+    UnsupportedVersion,
+    MalformedFrame,
+    FrameTooLarge,
+    /// A request came before the hello, or a second hello.
+    UnexpectedMessage,
+    /// Too many connections; try again later.
+    Busy,
+    Timeout,
+}
+
+/// Counts of what a removal did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovalStats {
+    /// Directory entries removed (files, links, special files, directories).
+    pub entries: u64,
+    /// Bytes of storage freed: allocated blocks of removed inodes whose last
+    /// link went away.
+    pub bytes: u64,
+}
+
+/// The result of one request. Removals end in exactly one of `Removed`,
+/// `Emptied`, `NotFound`, `Denied`, `Failed` or `BadRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The whole tree, its top directory included, is gone.
+    Removed(RemovalStats),
+    /// Everything inside is gone, but the helper may not unlink the top
+    /// directory itself (a sticky prefix such as `/tmp`, where that needs
+    /// CAP_FOWNER). Its owner, the caller, removes the empty directory.
+    Emptied(RemovalStats),
+    /// Nothing exists at that path.
+    NotFound,
+    /// Policy refused the request; nothing was touched.
+    Denied { reason: DenyReason, message: String },
+    /// The removal ran but parts of the tree remain.
+    Failed {
+        stats: RemovalStats,
+        /// The first [`MAX_REPORTED_FAILURES`] failures.
+        failures: Vec<Failure>,
+        /// How many further failures were not listed.
+        omitted: u64,
+    },
+    /// The request itself was malformed (for example a path over PATH_MAX).
+    BadRequest { message: String },
+    /// Answer to [`Request::Ping`].
+    Pong { server: String },
+    /// Answer to [`Request::Stats`].
+    Stats(Stats),
+}
+
+/// Why policy refused a request. Stable codes for programs; the message
+/// beside it is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DenyReason {
+    /// The peer's uid or groups are not on the helper's allow-lists.
+    PeerNotAllowed,
+    /// The peer's uid is the overflow uid (an unmapped id from another user
+    /// namespace); it never owns anything.
+    OverflowUid,
+    /// The path is not `<prefix>/<name>` for a configured prefix.
+    OutsidePrefixes,
+    /// The last component does not follow the name grammar.
+    BadName,
+    /// The directory is owned by someone other than the peer.
+    NotOwner,
+    /// The path names something other than a directory (a symlink, a file).
+    NotDirectory,
+    /// The path is a mount point; the helper never crosses or removes one.
+    MountPoint,
+}
+
+impl DenyReason {
+    /// A stable snake_case name, used in logs and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::PeerNotAllowed => "peer_not_allowed",
+            DenyReason::OverflowUid => "overflow_uid",
+            DenyReason::OutsidePrefixes => "outside_prefixes",
+            DenyReason::BadName => "bad_name",
+            DenyReason::NotOwner => "not_owner",
+            DenyReason::NotDirectory => "not_directory",
+            DenyReason::MountPoint => "mount_point",
+        }
+    }
+}
+
+/// One part of a tree that could not be removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Path relative to the top directory (empty for the top itself), cut to
+    /// [`MAX_REPORTED_PATH_LEN`] bytes.
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    /// Whether `path` was cut.
+    pub path_truncated: bool,
+    /// What the helper was doing.
+    pub op: FailedOp,
+    /// The errno the kernel returned (0 where none applies).
+    pub errno: i32,
+}
+
+/// What failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailedOp {
+    /// Opening a directory to descend into it.
+    Open,
+    /// Listing a directory.
+    ReadDir,
+    /// Unlinking a non-directory.
+    Unlink,
+    /// Removing an emptied directory.
+    Rmdir,
+    /// A mount point inside the tree; not crossed, left in place.
+    MountPoint,
+    /// A directory was moved while being removed; the helper stopped rather
+    /// than follow it (see CVE-2002-0435).
+    Moved,
+    /// The tree kept growing; the helper gave up after bounded retries.
+    KeptGrowing,
+    /// The helper's own limits (for example its deadline) ended the removal.
+    Limit,
+}
+
+impl FailedOp {
+    /// A stable snake_case name, used in logs and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailedOp::Open => "open",
+            FailedOp::ReadDir => "read_dir",
+            FailedOp::Unlink => "unlink",
+            FailedOp::Rmdir => "rmdir",
+            FailedOp::MountPoint => "mount_point",
+            FailedOp::Moved => "moved",
+            FailedOp::KeptGrowing => "kept_growing",
+            FailedOp::Limit => "limit",
+        }
+    }
+}
+
+/// Requests by verdict since the helper started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictCounts {
+    pub removed: u64,
+    pub emptied: u64,
+    pub not_found: u64,
+    pub denied: u64,
+    pub failed: u64,
+    pub bad_request: u64,
+}
+
+/// The helper's counters since it started.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Stats {
+    pub uptime_secs: u64,
+    pub verdicts: VerdictCounts,
+    pub entries_removed: u64,
+    pub bytes_freed: u64,
+    /// Individual failures (unlink, rmdir, open errors) across all removals.
+    pub errors: u64,
+    pub connections_accepted: u64,
+    pub connections_refused: u64,
+    /// Removal latency percentiles in microseconds: p50, p90, p99, max.
+    pub latency_us: [u64; 4],
+}
