@@ -1,0 +1,71 @@
+//! Opening a child directory, and re-opening a parent by verified identity.
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{fstat, openat2, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+/// Flags for every directory the engine opens: a directory or nothing, no
+/// symlink even as the last component, never blocking (a FIFO swapped in
+/// must not hang us), never leaked across exec.
+fn dir_oflags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC
+}
+
+/// Resolution rules for descending: stay beneath the parent fd, no symlinks
+/// (CVE-2022-21658, CVE-2018-6954 swaps), no mount crossing (bind mounts of
+/// the same device included), no /proc magic links.
+fn beneath() -> ResolveFlags {
+    ResolveFlags::BENEATH
+        | ResolveFlags::NO_SYMLINKS
+        | ResolveFlags::NO_XDEV
+        | ResolveFlags::NO_MAGICLINKS
+}
+
+/// Open the directory `name` (one component) inside `parent`. EXDEV means a
+/// mount point; ELOOP or ENOTDIR mean it is not (or no longer) a directory.
+pub(super) fn open_child(parent: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
+    openat2(parent, name, dir_oflags(), Mode::empty(), beneath())
+}
+
+/// A directory's identity: device and inode, as `fstat` on its fd reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Identity {
+    dev: u64,
+    ino: u64,
+}
+
+impl Identity {
+    pub(super) fn of(fd: BorrowedFd<'_>) -> Result<Identity, Errno> {
+        let st = fstat(fd)?;
+        Ok(Identity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+}
+
+/// Why a parent could not be re-opened.
+pub(super) enum ReopenError {
+    /// `..` of the child is no longer the parent we left: the subtree was
+    /// moved while we were in it (CVE-2002-0435). Going on would delete in
+    /// whatever directory it was moved under.
+    Moved,
+    Io(Errno),
+}
+
+/// Re-open the parent of `child` through `..` and check it is the directory
+/// we closed, by device and inode. This is how the engine keeps a constant
+/// number of fds at any depth without trusting a path.
+pub(super) fn reopen_parent(child: BorrowedFd<'_>, expected: Identity) -> Result<OwnedFd, ReopenError> {
+    // Not RESOLVE_BENEATH: `..` is by definition not beneath the child. The
+    // identity check below is what keeps us inside the tree.
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV | ResolveFlags::NO_MAGICLINKS;
+    let fd = openat2(child, c"..", dir_oflags(), Mode::empty(), resolve).map_err(ReopenError::Io)?;
+    match Identity::of(fd.as_fd()) {
+        Ok(found) if found == expected => Ok(fd),
+        Ok(_) => Err(ReopenError::Moved),
+        Err(e) => Err(ReopenError::Io(e)),
+    }
+}

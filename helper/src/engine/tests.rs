@@ -1,0 +1,149 @@
+//! Engine tests on real trees in a temp dir, as whatever user runs them.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
+use vmrm_proto::FailedOp;
+
+use super::*;
+
+fn options(fd_ring: usize) -> WalkOptions {
+    WalkOptions {
+        max_rounds: 4,
+        deadline: Instant::now() + Duration::from_secs(120),
+        fd_ring,
+        count_bytes: true,
+    }
+}
+
+fn open_dir(path: &std::path::Path) -> OwnedFd {
+    openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+}
+
+fn count_entries(path: &std::path::Path) -> usize {
+    fs::read_dir(path).unwrap().count()
+}
+
+#[test]
+fn empties_a_mixed_tree_and_never_touches_link_targets() {
+    let base = tempfile::tempdir().unwrap();
+    let outside = base.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("canary"), b"keep me").unwrap();
+    let canary_ino = fs::metadata(outside.join("canary")).unwrap().ino();
+
+    let top = base.path().join("vm-test");
+    fs::create_dir_all(top.join("a/b/c")).unwrap();
+    fs::write(top.join("overlay.qcow2"), vec![7u8; 100_000]).unwrap();
+    fs::write(top.join("a/b/c/deep"), b"x").unwrap();
+    symlink(&outside, top.join("link-to-dir")).unwrap();
+    symlink(outside.join("canary"), top.join("a/link-to-file")).unwrap();
+    symlink("/nonexistent", top.join("dangling")).unwrap();
+    fs::hard_link(outside.join("canary"), top.join("a/b/hardlink")).unwrap();
+    nix::unistd::mkfifo(&top.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(top.join("qmp.sock")).unwrap();
+
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    assert!(empty_tree(fd.as_fd(), &options(32), &mut report), "{report:?}");
+    assert_eq!(count_entries(&top), 0);
+    assert!(report.failures.is_empty());
+    // 3 dirs + overlay + deep + 3 links + hardlink + fifo + socket
+    assert_eq!(report.stats.entries, 11);
+    assert!(report.stats.bytes >= 100_000, "{}", report.stats.bytes);
+
+    assert_eq!(fs::read(outside.join("canary")).unwrap(), b"keep me");
+    let meta = fs::metadata(outside.join("canary")).unwrap();
+    assert_eq!((meta.ino(), meta.nlink()), (canary_ino, 1));
+}
+
+/// Builds a chain `d/d/d/...` of `depth` levels under `top` through fds, so
+/// no path ever exceeds PATH_MAX.
+fn make_chain(top: &std::path::Path, depth: usize) {
+    let mut fd = open_dir(top);
+    for _ in 0..depth {
+        mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = openat(&fd, "d", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    }
+    fs::write(format!("/proc/self/fd/{}/leaf", std::os::fd::AsRawFd::as_raw_fd(&fd)), b"leaf").unwrap();
+}
+
+#[test]
+fn removes_a_chain_far_deeper_than_its_fd_ring() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-deep");
+    fs::create_dir(&top).unwrap();
+    make_chain(&top, 3000);
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    assert!(empty_tree(fd.as_fd(), &options(4), &mut report), "{report:?}");
+    assert_eq!(report.stats.entries, 3001);
+    assert_eq!(count_entries(&top), 0);
+}
+
+#[test]
+fn wide_directories_with_subdirs_are_emptied() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-wide");
+    for d in 0..50 {
+        let dir = top.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..40 {
+            fs::write(dir.join(format!("f{f}")), b"").unwrap();
+        }
+    }
+    for f in 0..2000 {
+        fs::write(top.join(format!("g{f}")), b"").unwrap();
+    }
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    assert!(empty_tree(fd.as_fd(), &options(2), &mut report), "{report:?}");
+    assert_eq!(report.stats.entries, 50 + 50 * 40 + 2000);
+    assert_eq!(count_entries(&top), 0);
+}
+
+#[test]
+fn a_passed_deadline_stops_the_walk_and_says_so() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-slow");
+    fs::create_dir(&top).unwrap();
+    for f in 0..3000 {
+        fs::write(top.join(format!("f{f}")), b"").unwrap();
+    }
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    let mut opts = options(8);
+    opts.deadline = Instant::now();
+    assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
+    assert_eq!(report.failures[0].op, FailedOp::Limit);
+    assert!(count_entries(&top) > 0);
+}
+
+#[test]
+fn top_open_refuses_symlinks_and_files() {
+    let base = tempfile::tempdir().unwrap();
+    fs::create_dir(base.path().join("vm-dir")).unwrap();
+    symlink(base.path().join("vm-dir"), base.path().join("vm-link")).unwrap();
+    fs::write(base.path().join("vm-file"), b"").unwrap();
+    let prefix = open_dir(base.path());
+    let name = |s: &str| CString::new(s).unwrap();
+    assert!(open_top(prefix.as_fd(), &name("vm-dir")).is_ok());
+    assert_eq!(
+        open_top(prefix.as_fd(), &name("vm-link")).unwrap_err(),
+        OpenTopError::NotDirectory
+    );
+    assert_eq!(
+        open_top(prefix.as_fd(), &name("vm-file")).unwrap_err(),
+        OpenTopError::NotDirectory
+    );
+    assert_eq!(
+        open_top(prefix.as_fd(), &name("vm-none")).unwrap_err(),
+        OpenTopError::NotFound
+    );
+    assert_eq!(remove_top(prefix.as_fd(), &name("vm-dir")), TopRemoval::Removed);
+    assert_eq!(remove_top(prefix.as_fd(), &name("vm-dir")), TopRemoval::AlreadyGone);
+}

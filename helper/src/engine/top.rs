@@ -1,0 +1,66 @@
+//! The top directory of a removal: opening it under its prefix, and removing
+//! it once it is empty.
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{fstat, unlinkat, AtFlags};
+use rustix::io::Errno;
+
+use super::descend::open_child;
+
+/// The opened top directory and what `fstat` says about it.
+#[derive(Debug)]
+pub struct TopDir {
+    pub fd: OwnedFd,
+    /// Owner uid from `fstat` on the fd: the kernel's word about the inode
+    /// we hold, not about whatever the path names by now.
+    pub owner: u32,
+}
+
+/// Why the top directory could not be opened.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenTopError {
+    NotFound,
+    /// A symlink, file, socket...: refused, never followed.
+    NotDirectory,
+    /// A mount point: never crossed nor removed.
+    MountPoint,
+    Io(Errno),
+}
+
+/// Open `name` inside the prefix directory `prefix` with the same rules as
+/// every other directory (openat2, RESOLVE_BENEATH | NO_SYMLINKS | NO_XDEV).
+pub fn open_top(prefix: BorrowedFd<'_>, name: &CStr) -> Result<TopDir, OpenTopError> {
+    let fd = open_child(prefix, name).map_err(|e| match e {
+        Errno::NOENT => OpenTopError::NotFound,
+        Errno::LOOP | Errno::NOTDIR => OpenTopError::NotDirectory,
+        Errno::XDEV => OpenTopError::MountPoint,
+        e => OpenTopError::Io(e),
+    })?;
+    let st = fstat(fd.as_fd()).map_err(OpenTopError::Io)?;
+    Ok(TopDir { fd, owner: st.st_uid })
+}
+
+/// What happened to the emptied top directory.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TopRemoval {
+    Removed,
+    /// The prefix is sticky and the helper lacks CAP_FOWNER: only the
+    /// directory's owner may unlink it now that it is empty.
+    LeftForOwner,
+    /// Someone removed or renamed it meanwhile; what we emptied is gone from
+    /// the prefix either way.
+    AlreadyGone,
+    Failed(Errno),
+}
+
+/// Remove the (now empty) top directory from its prefix.
+pub fn remove_top(prefix: BorrowedFd<'_>, name: &CStr) -> TopRemoval {
+    match unlinkat(prefix, name, AtFlags::REMOVEDIR) {
+        Ok(()) => TopRemoval::Removed,
+        Err(Errno::PERM) | Err(Errno::ACCESS) => TopRemoval::LeftForOwner,
+        Err(Errno::NOENT) => TopRemoval::AlreadyGone,
+        Err(e) => TopRemoval::Failed(e),
+    }
+}

@@ -1,0 +1,3 @@
+//! vmrmd: the helper daemon that removes tenants' VM working directories.
+pub mod engine;
+pub mod removal;

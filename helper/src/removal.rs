@@ -1,0 +1,165 @@
+//! The checked entry point: one remove request, judged by policy and carried
+//! out by the engine.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+use rustix::io::Errno;
+use vmrm_policy::{authorize_owner, Config, PeerCredentials, Uid};
+use vmrm_proto::{DenyReason, FailedOp, Outcome};
+
+use crate::engine::{self, OpenTopError, Report, TopRemoval, WalkOptions};
+
+/// Directory fds of the configured prefixes, opened once at start (and on
+/// reload), in the order of [`Config::prefixes`].
+#[derive(Debug)]
+pub struct PrefixDirs(Vec<OwnedFd>);
+
+/// Fds of the top directory's ancestors the engine may hold besides the
+/// current one; with the top, the prefix and the listing this keeps a
+/// removal under 40 fds at any depth.
+pub const FD_RING: usize = 32;
+
+impl PrefixDirs {
+    /// Open every prefix as an `O_PATH` directory fd, refusing symlinks
+    /// anywhere in the path (a prefix is trusted config, but a symlink in it
+    /// could be re-pointed after validation).
+    pub fn open(config: &Config) -> Result<PrefixDirs, PrefixOpenError> {
+        config
+            .prefixes
+            .iter()
+            .map(|p| {
+                openat2(
+                    CWD,
+                    p.path(),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+                )
+                .map_err(|e| PrefixOpenError {
+                    path: p.path().to_owned(),
+                    source: e.into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(PrefixDirs)
+    }
+
+    pub fn get(&self, index: usize) -> Option<BorrowedFd<'_>> {
+        self.0.get(index).map(|fd| fd.as_fd())
+    }
+}
+
+/// A prefix directory could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open prefix {path:?}: {source}")]
+pub struct PrefixOpenError {
+    pub path: std::path::PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Bounds for one removal, from the config's limits.
+#[derive(Debug, Clone)]
+pub struct RemovalLimits {
+    pub max_rounds: u32,
+    pub deadline: Instant,
+    pub count_bytes: bool,
+}
+
+/// Handle one remove request for `peer`. Every refusal happens before the
+/// first byte is removed.
+pub fn remove(
+    config: &Config,
+    prefixes: &PrefixDirs,
+    peer: &PeerCredentials,
+    path: &[u8],
+    limits: &RemovalLimits,
+) -> Outcome {
+    // Invariant 1: `<prefix>/<one valid component>`, nothing else.
+    let target = match config.target(path) {
+        Ok(t) => t,
+        Err(d) => return denied(d.reason, d.message),
+    };
+    let Some(prefix) = prefixes.get(target.prefix_index) else {
+        return Outcome::BadRequest {
+            message: "prefix table out of date".into(),
+        };
+    };
+    // The grammar admits no NUL, so this cannot fail; refuse rather than panic.
+    let Ok(name) = CString::new(target.name) else {
+        return denied(DenyReason::BadName, "name contains NUL".into());
+    };
+    // Escaped: the path is the peer's bytes and ends up in logs and terminals.
+    let shown = path.escape_ascii();
+
+    let top = match engine::open_top(prefix, &name) {
+        Ok(top) => top,
+        Err(OpenTopError::NotFound) => return Outcome::NotFound,
+        Err(OpenTopError::NotDirectory) => {
+            return denied(
+                DenyReason::NotDirectory,
+                format!("{}: not a directory (symlinks are never followed)", shown),
+            )
+        }
+        Err(OpenTopError::MountPoint) => {
+            return denied(
+                DenyReason::MountPoint,
+                format!("{}: is a mount point", shown),
+            )
+        }
+        Err(OpenTopError::Io(e)) => {
+            let mut report = Report::default();
+            report.fail(FailedOp::Open, e.raw_os_error(), Vec::new);
+            return failed(report);
+        }
+    };
+    // Invariant 2: the peer owns the directory we hold, per fstat on its fd.
+    if let Err(d) = authorize_owner(peer, Uid(top.owner)) {
+        return denied(d.reason, format!("{}: {}", shown, d.message));
+    }
+
+    let options = WalkOptions {
+        max_rounds: limits.max_rounds,
+        deadline: limits.deadline,
+        fd_ring: FD_RING,
+        count_bytes: limits.count_bytes,
+    };
+    let mut report = Report::default();
+    for round in 1..=limits.max_rounds {
+        if !engine::empty_tree(top.fd.as_fd(), &options, &mut report) {
+            return failed(report);
+        }
+        match engine::remove_top(prefix, &name) {
+            TopRemoval::Removed | TopRemoval::AlreadyGone => {
+                report.stats.entries += 1;
+                return Outcome::Removed(report.stats);
+            }
+            TopRemoval::LeftForOwner => return Outcome::Emptied(report.stats),
+            TopRemoval::Failed(Errno::NOTEMPTY) if round < limits.max_rounds => continue,
+            TopRemoval::Failed(Errno::NOTEMPTY) => {
+                report.fail(FailedOp::KeptGrowing, Errno::NOTEMPTY.raw_os_error(), Vec::new);
+                return failed(report);
+            }
+            TopRemoval::Failed(e) => {
+                report.fail(FailedOp::Rmdir, e.raw_os_error(), Vec::new);
+                return failed(report);
+            }
+        }
+    }
+    failed(report)
+}
+
+fn denied(reason: DenyReason, message: String) -> Outcome {
+    Outcome::Denied { reason, message }
+}
+
+fn failed(report: Report) -> Outcome {
+    Outcome::Failed {
+        stats: report.stats,
+        failures: report.failures,
+        omitted: report.omitted,
+    }
+}
