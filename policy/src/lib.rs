@@ -15,7 +15,8 @@ mod prefix;
 mod tenancy;
 
 pub use config::{
-    Config, ConfigError, ConfigFile, IdResolver, IdSpec, Limits, SandboxMode, SweepConfig,
+    Config, ConfigError, ConfigFile, IdResolver, IdSpec, Limits, LimitsFile, SandboxMode,
+    SweepConfig, SweepFile,
     DEFAULT_CONFIG_PATH, DEFAULT_NAME_PREFIX, DEFAULT_PREFIX, DEFAULT_SOCKET, DEFAULT_SOCKET_MODE,
     DEFAULT_USER,
 };

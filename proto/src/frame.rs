@@ -33,16 +33,21 @@ pub enum FrameError {
 
 /// Serialize `msg` into one complete frame: length prefix and payload.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
-    let mut out = vec![0u8; LENGTH_PREFIX_LEN];
-    out = postcard::to_extend(msg, out).map_err(FrameError::Malformed)?;
-    let len = out.len() - LENGTH_PREFIX_LEN;
-    check_len(len)?;
-    // `check_len` bounds `len` far below u32::MAX.
-    let prefix = u32::try_from(len)
-        .map_err(|_| FrameError::TooLarge { len })?
-        .to_be_bytes();
-    out[..LENGTH_PREFIX_LEN].copy_from_slice(&prefix);
+    let payload = encode_payload(msg)?;
+    // `encode_payload` bounds the length far below u32::MAX.
+    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge { len: payload.len() })?;
+    let mut out = Vec::with_capacity(LENGTH_PREFIX_LEN + payload.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&payload);
     Ok(out)
+}
+
+/// Serialize `msg` into a payload (no length prefix), for a codec that adds
+/// the prefix itself. Refuses a payload the other side would refuse.
+pub fn encode_payload<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let payload = postcard::to_stdvec(msg).map_err(FrameError::Malformed)?;
+    check_len(payload.len())?;
+    Ok(payload)
 }
 
 /// Deserialize one payload (without its length prefix). Bytes left over after

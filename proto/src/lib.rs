@@ -15,7 +15,7 @@ mod frame;
 mod message;
 
 pub use frame::{
-    decode, encode, read_frame, write_frame, FrameError, LENGTH_PREFIX_LEN, MAX_FRAME_LEN,
+    decode, encode, encode_payload, read_frame, write_frame, FrameError, LENGTH_PREFIX_LEN, MAX_FRAME_LEN,
 };
 #[cfg(feature = "tokio-codec")]
 pub use frame::codec;

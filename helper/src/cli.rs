@@ -1,0 +1,135 @@
+//! vmrmd's command line. Every setting can also come from the config file;
+//! a flag given here wins over the file.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use vmrm_policy::{ConfigFile, IdSpec, LimitsFile, SandboxMode, SweepFile};
+
+/// Remove tenants' VM working directories race-safely, with
+/// CAP_DAC_OVERRIDE as the only privilege.
+#[derive(Debug, Parser)]
+#[command(name = "vmrmd", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (TOML). Default: /etc/vmrm/vmrmd.toml if it exists,
+    /// else built-in defaults.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Listening socket path (when not socket-activated).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Socket file mode, in octal (default 666).
+    #[arg(long, global = true, value_name = "OCTAL", value_parser = parse_octal)]
+    pub socket_mode: Option<u32>,
+
+    /// Group to give the socket file.
+    #[arg(long, global = true, value_name = "GROUP")]
+    pub socket_group: Option<IdSpec>,
+
+    /// Allowed prefix directory; repeat for several (default /tmp).
+    #[arg(long = "prefix", global = true, value_name = "DIR")]
+    pub prefixes: Vec<PathBuf>,
+
+    /// Names under a prefix must start with this (default vm-).
+    #[arg(long, global = true, value_name = "STR")]
+    pub name_prefix: Option<String>,
+
+    /// Only these uids (and --allow-group members) may connect; repeatable.
+    #[arg(long = "allow-uid", global = true, value_name = "USER")]
+    pub allow_uids: Vec<IdSpec>,
+
+    /// Only members of these groups (and --allow-uid users) may connect.
+    #[arg(long = "allow-group", global = true, value_name = "GROUP")]
+    pub allow_groups: Vec<IdSpec>,
+
+    /// User to become when started as root (default nobody).
+    #[arg(long, global = true, value_name = "USER")]
+    pub user: Option<IdSpec>,
+
+    /// Self-sandbox: best-effort, required or off.
+    #[arg(long, global = true, value_name = "MODE")]
+    pub sandbox: Option<SandboxMode>,
+
+    /// Connections served at once.
+    #[arg(long, global = true, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Removals run at once.
+    #[arg(long, global = true, value_name = "N")]
+    pub max_concurrent_removals: Option<usize>,
+
+    /// Close a connection idle this long.
+    #[arg(long, global = true, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+
+    /// Every frame must arrive (and every response be read) within this.
+    #[arg(long, global = true, value_name = "SECS")]
+    pub frame_timeout: Option<u64>,
+
+    /// Give up on a removal after this long.
+    #[arg(long, global = true, value_name = "SECS")]
+    pub removal_deadline: Option<u64>,
+
+    /// Listings of a directory that keeps refilling before giving up.
+    #[arg(long, global = true, value_name = "N")]
+    pub max_rounds: Option<u32>,
+
+    /// Sweep orphaned workdirs this often (0 or absent: never).
+    #[arg(long, global = true, value_name = "SECS")]
+    pub sweep_interval: Option<u64>,
+
+    /// Never sweep a workdir younger than this.
+    #[arg(long, global = true, value_name = "SECS")]
+    pub sweep_grace: Option<u64>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve requests (the default).
+    Run,
+    /// Validate the configuration, print it, and exit: 0 when valid.
+    CheckConfig,
+}
+
+fn parse_octal(s: &str) -> Result<u32, String> {
+    let digits = s.trim_start_matches("0o");
+    u32::from_str_radix(digits, 8).map_err(|e| format!("{s:?} is not an octal mode: {e}"))
+}
+
+impl Cli {
+    /// The settings given on the command line, as a config layer.
+    pub fn as_config_layer(&self) -> ConfigFile {
+        ConfigFile {
+            socket: self.socket.clone(),
+            socket_mode: self.socket_mode,
+            socket_group: self.socket_group.clone(),
+            prefixes: some_vec(&self.prefixes),
+            name_prefix: self.name_prefix.clone(),
+            allow_uids: some_vec(&self.allow_uids),
+            allow_groups: some_vec(&self.allow_groups),
+            user: self.user.clone(),
+            sandbox: self.sandbox,
+            limits: LimitsFile {
+                max_connections: self.max_connections,
+                max_concurrent_removals: self.max_concurrent_removals,
+                idle_timeout_secs: self.idle_timeout,
+                frame_timeout_secs: self.frame_timeout,
+                max_rounds: self.max_rounds,
+                removal_deadline_secs: self.removal_deadline,
+            },
+            sweep: SweepFile {
+                interval_secs: self.sweep_interval,
+                grace_secs: self.sweep_grace,
+            },
+        }
+    }
+}
+
+fn some_vec<T: Clone>(v: &[T]) -> Option<Vec<T>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}

@@ -1,0 +1,250 @@
+//! One client connection: credentials, handshake, then requests and
+//! responses until the client leaves, idles out, or misbehaves.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::timeout;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError};
+use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials, Uid};
+use vmrm_proto::{
+    codec, decode, encode_payload, ClientMessage, FrameError, Outcome, ProtocolErrorKind, Request,
+    ServerMessage, PROTOCOL_VERSION,
+};
+
+use crate::removal::{self, RemovalLimits};
+use crate::service::Service;
+use crate::{audit, sys};
+
+/// `PATH_MAX`: a longer path cannot name anything.
+const PATH_MAX: usize = 4096;
+
+/// The server's self-description in hello and pong.
+pub fn server_name() -> String {
+    format!("vmrmd {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Why the read side of a connection ended.
+enum ReadEnd {
+    /// Clean close between frames.
+    Closed,
+    /// Tell the peer why, then close.
+    Protocol(ProtocolErrorKind, String),
+    /// The connection broke; nothing to tell.
+    Broken,
+}
+
+struct Conn {
+    service: Arc<Service>,
+    peer: PeerCredentials,
+    allowed: Result<(), Denial>,
+    reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+}
+
+/// Serve one accepted connection. `_permit` is its slot under the
+/// connection cap, released when this returns.
+pub async fn serve(service: Arc<Service>, stream: UnixStream, _permit: OwnedSemaphorePermit) {
+    // The kernel's record of who connected (SO_PEERCRED), taken at connect
+    // time: a peer that changes uid afterwards, or passes the socket on,
+    // is still judged as who it was.
+    let cred = match stream.peer_cred() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read peer credentials; closing");
+            return;
+        }
+    };
+    let peer = PeerCredentials {
+        uid: Uid(cred.uid()),
+        gid: Gid(cred.gid()),
+        pid: cred.pid(),
+    };
+    let groups: Vec<Gid> = match sys::peer_groups(stream.as_fd()) {
+        Ok(g) => g.into_iter().map(Gid).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, peer_uid = peer.uid.0, "cannot read peer groups");
+            Vec::new()
+        }
+    };
+    let allowed = authorize_peer(&service.policy().config, &peer, &groups);
+    let (read, write) = stream.into_split();
+    let mut conn = Conn {
+        service,
+        peer,
+        allowed,
+        reader: FramedRead::new(read, codec()),
+        writer: FramedWrite::new(write, codec()),
+    };
+    let end = conn.run().await;
+    if let ReadEnd::Protocol(kind, message) = end {
+        tracing::info!(peer_uid = conn.peer.uid.0, peer_pid = conn.peer.pid.unwrap_or(0), ?kind, %message, "closing connection");
+        let _ = conn.send(&ServerMessage::Error { kind, message }).await;
+    }
+}
+
+impl Conn {
+    async fn run(&mut self) -> ReadEnd {
+        match self.next_message().await {
+            Ok(ClientMessage::Hello { version }) if version == PROTOCOL_VERSION => {}
+            Ok(ClientMessage::Hello { version }) => {
+                return ReadEnd::Protocol(
+                    ProtocolErrorKind::UnsupportedVersion,
+                    format!("client speaks protocol {version}, vmrmd speaks {PROTOCOL_VERSION}"),
+                )
+            }
+            Ok(ClientMessage::Request { .. }) => {
+                return ReadEnd::Protocol(
+                    ProtocolErrorKind::UnexpectedMessage,
+                    "a request came before the hello".into(),
+                )
+            }
+            Err(end) => return end,
+        }
+        let hello = ServerMessage::Hello {
+            version: PROTOCOL_VERSION,
+            server: server_name(),
+        };
+        if self.send(&hello).await.is_err() {
+            return ReadEnd::Broken;
+        }
+        loop {
+            let (id, request) = match self.next_message().await {
+                Ok(ClientMessage::Request { id, request }) => (id, request),
+                Ok(ClientMessage::Hello { .. }) => {
+                    return ReadEnd::Protocol(
+                        ProtocolErrorKind::UnexpectedMessage,
+                        "a second hello".into(),
+                    )
+                }
+                Err(end) => return end,
+            };
+            let outcome = self.handle(request).await;
+            if self.send(&ServerMessage::Response { id, outcome }).await.is_err() {
+                return ReadEnd::Broken;
+            }
+        }
+    }
+
+    async fn handle(&self, request: Request) -> Outcome {
+        match request {
+            Request::Ping => Outcome::Pong {
+                server: server_name(),
+            },
+            Request::Stats => match &self.allowed {
+                Ok(()) => Outcome::Stats(self.service.stats.snapshot()),
+                Err(d) => Outcome::Denied {
+                    reason: d.reason,
+                    message: d.message.clone(),
+                },
+            },
+            Request::Remove { path } => {
+                let started = Instant::now();
+                let outcome = self.remove(&path).await;
+                let took = started.elapsed();
+                self.service.stats.record(&outcome, took);
+                audit::removal("request", &self.peer, &path, &outcome, took);
+                outcome
+            }
+        }
+    }
+
+    async fn remove(&self, path: &[u8]) -> Outcome {
+        if let Err(d) = &self.allowed {
+            return Outcome::Denied {
+                reason: d.reason,
+                message: d.message.clone(),
+            };
+        }
+        if path.len() > PATH_MAX {
+            return Outcome::BadRequest {
+                message: format!("path of {} bytes exceeds PATH_MAX", path.len()),
+            };
+        }
+        let Ok(_permit) = self.service.removals.acquire().await else {
+            return Outcome::BadRequest {
+                message: "vmrmd is shutting down".into(),
+            };
+        };
+        let policy = self.service.policy();
+        let peer = self.peer;
+        let path = path.to_vec();
+        let limits = RemovalLimits {
+            max_rounds: self.service.limits.max_rounds,
+            deadline: Instant::now() + self.service.limits.removal_deadline,
+            count_bytes: true,
+        };
+        let job = tokio::task::spawn_blocking(move || {
+            removal::remove(&policy.config, &policy.prefixes, &peer, &path, &limits)
+        });
+        match job.await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(error = %e, "removal task failed");
+                Outcome::BadRequest {
+                    message: "internal error in vmrmd; see its log".into(),
+                }
+            }
+        }
+    }
+
+    /// The next decoded message. Waits up to the idle timeout for a frame to
+    /// start, then up to the frame timeout for all of it, so a client that
+    /// trickles one byte a second cannot hold a slot for long.
+    async fn next_message(&mut self) -> Result<ClientMessage, ReadEnd> {
+        let idle = self.service.limits.idle_timeout;
+        let frame = self.service.limits.frame_timeout;
+        if self.reader.read_buffer().is_empty()
+            && timeout(idle, self.reader.get_ref().readable()).await.is_err()
+        {
+            return Err(ReadEnd::Protocol(
+                ProtocolErrorKind::Timeout,
+                format!("idle for {}s", idle.as_secs()),
+            ));
+        }
+        let payload: BytesMut = match timeout(frame, self.reader.next()).await {
+            Err(_) => {
+                return Err(ReadEnd::Protocol(
+                    ProtocolErrorKind::Timeout,
+                    format!("frame not complete within {}s", frame.as_secs()),
+                ))
+            }
+            Ok(None) => return Err(ReadEnd::Closed),
+            Ok(Some(Ok(payload))) => payload,
+            Ok(Some(Err(e))) => {
+                let too_large = e
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>());
+                return Err(if too_large {
+                    ReadEnd::Protocol(
+                        ProtocolErrorKind::FrameTooLarge,
+                        format!("frame exceeds {} bytes", vmrm_proto::MAX_FRAME_LEN),
+                    )
+                } else {
+                    ReadEnd::Broken
+                });
+            }
+        };
+        decode::<ClientMessage>(&payload).map_err(|e: FrameError| {
+            ReadEnd::Protocol(ProtocolErrorKind::MalformedFrame, e.to_string())
+        })
+    }
+
+    /// Send one message; a client that does not take it within the frame
+    /// timeout is dropped.
+    async fn send(&mut self, msg: &ServerMessage) -> Result<(), ()> {
+        let payload = encode_payload(msg)
+            .map_err(|e| tracing::error!(error = %e, "cannot encode response"))?;
+        let limit: Duration = self.service.limits.frame_timeout;
+        match timeout(limit, self.writer.send(bytes::Bytes::from(payload))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The accept loop: connection cap, shutdown, and waiting for removals in
+//! flight before exit.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use vmrm_proto::{encode, ProtocolErrorKind, ServerMessage};
+
+use crate::connection;
+use crate::service::Service;
+
+/// How long shutdown waits for removals in flight to finish.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Accept and serve connections until `shutdown` resolves.
+pub async fn serve(service: Arc<Service>, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning; the
+                    // connections already open keep being served.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        match Arc::clone(&service.connections).try_acquire_owned() {
+            Ok(permit) => {
+                service.stats.connection_accepted();
+                tokio::spawn(connection::serve(Arc::clone(&service), stream, permit));
+            }
+            Err(_) => {
+                service.stats.connection_refused();
+                tokio::spawn(refuse_busy(stream));
+            }
+        }
+    }
+    drain(&service).await;
+}
+
+/// Over the connection cap: say so and close, without waiting on the peer.
+async fn refuse_busy(mut stream: tokio::net::UnixStream) {
+    let msg = ServerMessage::Error {
+        kind: ProtocolErrorKind::Busy,
+        message: "vmrmd is at its connection limit; retry later".into(),
+    };
+    if let Ok(frame) = encode(&msg) {
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.write_all(&frame)).await;
+    }
+}
+
+/// Wait until no removal runs (all permits free), bounded by [`DRAIN`].
+async fn drain(service: &Service) {
+    let all = u32::try_from(service.limits.max_concurrent_removals).unwrap_or(u32::MAX);
+    match tokio::time::timeout(DRAIN, service.removals.acquire_many(all)).await {
+        Ok(Ok(_permits)) => tracing::info!("no removal in flight; exiting"),
+        _ => tracing::warn!("removals still running after {}s; exiting anyway", DRAIN.as_secs()),
+    }
+}
