@@ -92,8 +92,6 @@ pub fn remove(
     let Ok(name) = CString::new(target.name) else {
         return denied(DenyReason::BadName, "name contains NUL".into());
     };
-    // Escaped: the path is the peer's bytes and ends up in logs and terminals.
-    let shown = path.escape_ascii();
 
     let top = match engine::open_top(prefix, &name) {
         Ok(top) => top,
@@ -101,13 +99,13 @@ pub fn remove(
         Err(OpenTopError::NotDirectory) => {
             return denied(
                 DenyReason::NotDirectory,
-                format!("{}: not a directory (symlinks are never followed)", shown),
+                "not a directory (symlinks are never followed)".into(),
             )
         }
         Err(OpenTopError::MountPoint) => {
             return denied(
                 DenyReason::MountPoint,
-                format!("{}: is a mount point", shown),
+                "a mount point".into(),
             )
         }
         Err(OpenTopError::Io(e)) => {
@@ -118,7 +116,7 @@ pub fn remove(
     };
     // Invariant 2: the peer owns the directory we hold, per fstat on its fd.
     if let Err(d) = authorize_owner(peer, Uid(top.owner)) {
-        return denied(d.reason, format!("{}: {}", shown, d.message));
+        return denied(d.reason, d.message);
     }
 
     let options = WalkOptions {

@@ -34,19 +34,14 @@ impl Config {
             let Some(name) = rest.strip_prefix(b"/") else {
                 continue;
             };
-            check_name(&self.name_prefix, name).map_err(|why| {
-                Denial::new(
-                    DenyReason::BadName,
-                    format!("{}: {why}", path.escape_ascii()),
-                )
-            })?;
+            check_name(&self.name_prefix, name)
+                .map_err(|why| Denial::new(DenyReason::BadName, why))?;
             return Ok(Target { prefix_index, name });
         }
         Err(Denial::new(
             DenyReason::OutsidePrefixes,
             format!(
-                "{}: not directly under an allowed prefix ({})",
-                path.escape_ascii(),
+                "not directly under an allowed prefix ({})",
                 self.prefixes
                     .iter()
                     .map(|p| p.display().to_string())

@@ -1,0 +1,188 @@
+//! The blocking client: one persistent connection, no async runtime (the
+//! CLI starts in a millisecond).
+
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use vmrm_proto::{decode, encode, read_frame, FrameError, Outcome, Request, RequestId, ServerMessage, Stats};
+
+use crate::session::{self, ClientOptions, Next};
+use crate::ClientError;
+
+/// A blocking connection to vmrmd. Connects on first use; reconnects once
+/// when the helper dropped an idle connection or restarted (every request
+/// is safe to repeat).
+#[derive(Debug)]
+pub struct Client {
+    options: ClientOptions,
+    stream: Option<UnixStream>,
+    next_id: RequestId,
+}
+
+impl Client {
+    /// A client for `$VMRM_SOCKET` or the default socket.
+    pub fn new() -> Client {
+        Client::with_options(ClientOptions::default())
+    }
+
+    pub fn with_options(options: ClientOptions) -> Client {
+        Client {
+            options,
+            stream: None,
+            next_id: 1,
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.options.socket
+    }
+
+    /// Remove the directory tree at `path` (absolute). Returns the helper's
+    /// verdict; an `Emptied` top in a sticky prefix is finished here, so the
+    /// result is never `Emptied`.
+    pub fn remove(&mut self, path: &Path) -> Result<Outcome, ClientError> {
+        let bytes = session::path_bytes(path);
+        let mut attempt = 1;
+        loop {
+            let outcome = self.call(Request::Remove { path: bytes.clone() })?;
+            match session::finish(path, outcome, attempt) {
+                Next::Done(outcome) => return Ok(outcome),
+                Next::AskAgain => attempt += 1,
+            }
+        }
+    }
+
+    /// Is the helper there? Returns its version string.
+    pub fn ping(&mut self) -> Result<String, ClientError> {
+        match self.call(Request::Ping)? {
+            Outcome::Pong { server } => Ok(server),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// The helper's counters since it started.
+    pub fn stats(&mut self) -> Result<Result<Stats, Outcome>, ClientError> {
+        match self.call(Request::Stats)? {
+            Outcome::Stats(s) => Ok(Ok(s)),
+            denied @ Outcome::Denied { .. } => Ok(Err(denied)),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn unexpected(&self, outcome: Outcome) -> ClientError {
+        ClientError::Unexpected {
+            socket: self.options.socket.clone(),
+            what: format!("{outcome:?}"),
+        }
+    }
+
+    /// Send one request and wait for its answer, reconnecting once if a
+    /// reused connection turns out to be dead.
+    pub fn call(&mut self, request: Request) -> Result<Outcome, ClientError> {
+        let reused = self.stream.is_some();
+        match self.call_once(request.clone()) {
+            Err(e) if reused && e.is_retryable() => {
+                self.stream = None;
+                self.call_once(request)
+            }
+            other => other,
+        }
+    }
+
+    fn call_once(&mut self, request: Request) -> Result<Outcome, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let result = self.exchange(&session::request(id, request)).and_then(|msg| {
+            session::check_response(&self.options.socket, id, msg)
+        });
+        if result.is_err() {
+            // Never reuse a connection in an unknown state.
+            self.stream = None;
+        }
+        result
+    }
+
+    fn exchange(&mut self, msg: &vmrm_proto::ClientMessage) -> Result<ServerMessage, ClientError> {
+        if self.stream.is_none() {
+            self.connect()?;
+        }
+        let frame = encode(msg).map_err(|source| self.frame_err(source))?;
+        let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
+            socket: self.options.socket.clone(),
+        })?;
+        let sent = stream.write_all(&frame);
+        sent.map_err(|e| self.io_err(e))?;
+        self.receive()
+    }
+
+    fn connect(&mut self) -> Result<(), ClientError> {
+        let socket = &self.options.socket;
+        let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+            socket: socket.clone(),
+            source,
+        })?;
+        let timeouts = stream
+            .set_read_timeout(Some(self.options.response_timeout))
+            .and_then(|()| stream.set_write_timeout(Some(self.options.send_timeout)));
+        timeouts.map_err(|e| self.io_err(e))?;
+        self.stream = Some(stream);
+        let frame = encode(&session::hello()).map_err(|source| self.frame_err(source))?;
+        let written = self.stream.as_mut().map(|s| s.write_all(&frame));
+        if let Some(Err(e)) = written {
+            self.stream = None;
+            return Err(self.io_err(e));
+        }
+        let hello = self.receive();
+        match hello.and_then(|msg| session::check_hello(&self.options.socket, msg)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.stream = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn receive(&mut self) -> Result<ServerMessage, ClientError> {
+        let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
+            socket: self.options.socket.clone(),
+        })?;
+        match read_frame(stream) {
+            Ok(Some(payload)) => decode(&payload).map_err(|source| self.frame_err(source)),
+            Ok(None) => Err(ClientError::Closed {
+                socket: self.options.socket.clone(),
+            }),
+            Err(FrameError::Io(e)) => Err(self.io_err(e)),
+            Err(FrameError::Truncated) => Err(ClientError::Closed {
+                socket: self.options.socket.clone(),
+            }),
+            Err(source) => Err(self.frame_err(source)),
+        }
+    }
+
+    fn io_err(&self, e: io::Error) -> ClientError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
+                socket: self.options.socket.clone(),
+                secs: self.options.response_timeout.as_secs(),
+            },
+            _ => ClientError::Io {
+                socket: self.options.socket.clone(),
+                source: e,
+            },
+        }
+    }
+
+    fn frame_err(&self, source: FrameError) -> ClientError {
+        ClientError::Frame {
+            socket: self.options.socket.clone(),
+            source,
+        }
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}

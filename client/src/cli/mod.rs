@@ -1,0 +1,150 @@
+//! The `vmrm` command line: arguments, dispatch, exit status.
+
+mod exit;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vmrm::{Client, ClientOptions, Outcome};
+
+pub use exit::Status;
+
+/// Remove VM working directories through the vmrmd helper.
+#[derive(Debug, Parser)]
+#[command(name = "vmrm", version, about, long_about = None)]
+struct Cli {
+    /// vmrmd's socket [default: $VMRM_SOCKET, else /run/vmrmd/vmrmd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Remove directory trees, like `rm -rf`, through vmrmd.
+    Rm {
+        /// Treat a path that does not exist as removed (like `rm -f`).
+        #[arg(short, long)]
+        force: bool,
+        /// Accepted for drop-in use as `rm -rf`; removal is always recursive.
+        #[arg(short = 'r', short_alias = 'R', long = "recursive", hide = true)]
+        _recursive: bool,
+        /// One JSON object per path on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Directories to remove: `<prefix>/vm-...`.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Check that vmrmd answers.
+    Ping,
+    /// Show vmrmd's counters and latencies since it started.
+    Stats {
+        /// Prometheus text format (for node-exporter's textfile collector).
+        #[arg(long)]
+        prometheus: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let options = match cli.socket {
+        Some(socket) => ClientOptions::with_socket(socket),
+        None => ClientOptions::default(),
+    };
+    let mut client = Client::with_options(options);
+    let status = match cli.command {
+        Command::Rm {
+            force, json, paths, ..
+        } => rm(&mut client, &paths, force, json),
+        Command::Ping => match client.ping() {
+            Ok(server) => {
+                println!("{server} at {}", client.socket().display());
+                Status::Success
+            }
+            Err(e) => {
+                eprintln!("vmrm: {e}");
+                Status::Unreachable
+            }
+        },
+        Command::Stats { prometheus } => match client.stats() {
+            Ok(Ok(stats)) => {
+                if prometheus {
+                    print!("{}", render::prometheus(&stats));
+                } else {
+                    print!("{}", render::stats(&stats));
+                }
+                Status::Success
+            }
+            Ok(Err(denied)) => {
+                eprintln!("vmrm: stats: {}", render::outcome_line(&denied));
+                Status::Denied
+            }
+            Err(e) => {
+                eprintln!("vmrm: {e}");
+                Status::Unreachable
+            }
+        },
+    };
+    status.into()
+}
+
+fn rm(client: &mut Client, paths: &[PathBuf], force: bool, json: bool) -> Status {
+    let mut worst = Status::Success;
+    for path in paths {
+        let path = absolute(path);
+        let status = match client.remove(&path) {
+            Ok(outcome) => {
+                let status = Status::of(&outcome, force);
+                if json {
+                    println!("{}", render::json(&path, &outcome));
+                }
+                if status != Status::Success {
+                    for line in render::error_lines(&path, &outcome) {
+                        eprintln!("vmrm: {line}");
+                    }
+                }
+                status
+            }
+            Err(e) => {
+                if json {
+                    println!("{}", render::json_error(&path, &e));
+                }
+                eprintln!("vmrm: cannot remove {}: {e}", render::shown(&path));
+                Status::Unreachable
+            }
+        };
+        worst = worst.max(status);
+    }
+    worst
+}
+
+/// A relative path is taken from the current directory; trailing slashes
+/// are dropped (`rm -rf /tmp/vm-x/` means the directory). Nothing else is
+/// normalized: `..` and `.` reach vmrmd as written, and are refused there.
+fn absolute(path: &Path) -> PathBuf {
+    let joined = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(joined.as_os_str());
+    let mut end = bytes.len();
+    while end > 1 && bytes[end - 1] == b'/' {
+        end -= 1;
+    }
+    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&bytes[..end]))
+}
+
+impl Status {
+    fn of(outcome: &Outcome, force: bool) -> Status {
+        match outcome {
+            Outcome::Removed(_) | Outcome::Emptied(_) => Status::Success,
+            Outcome::NotFound if force => Status::Success,
+            Outcome::NotFound => Status::NotFound,
+            Outcome::Denied { .. } | Outcome::BadRequest { .. } => Status::Denied,
+            Outcome::Failed { .. } => Status::Failed,
+            Outcome::Pong { .. } | Outcome::Stats(_) => Status::Unreachable,
+        }
+    }
+}

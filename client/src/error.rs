@@ -1,0 +1,58 @@
+//! Errors talking to vmrmd. Policy refusals and failed removals are not
+//! errors here: they are [`crate::Outcome`]s the helper answered with.
+
+use std::io;
+use std::path::PathBuf;
+
+use vmrm_proto::{FrameError, ProtocolErrorKind};
+
+/// vmrmd could not be reached, or did not answer as the protocol says.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to vmrmd at {socket:?}: {source}")]
+    Connect {
+        socket: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connection to vmrmd at {socket:?} failed: {source}")]
+    Io {
+        socket: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no answer from vmrmd at {socket:?} within {secs}s")]
+    Timeout { socket: PathBuf, secs: u64 },
+    #[error("vmrmd at {socket:?} closed the connection")]
+    Closed { socket: PathBuf },
+    #[error("bad frame from vmrmd at {socket:?}: {source}")]
+    Frame {
+        socket: PathBuf,
+        #[source]
+        source: FrameError,
+    },
+    #[error("vmrmd at {socket:?} refused the connection ({kind:?}): {message}")]
+    Refused {
+        socket: PathBuf,
+        kind: ProtocolErrorKind,
+        message: String,
+    },
+    #[error("vmrmd at {socket:?} sent an unexpected message: {what}")]
+    Unexpected { socket: PathBuf, what: String },
+}
+
+impl ClientError {
+    /// Whether a fresh connection might succeed where this one failed: the
+    /// helper restarted or dropped an idle connection.
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Io { .. }
+                | ClientError::Closed { .. }
+                | ClientError::Refused {
+                    kind: ProtocolErrorKind::Timeout,
+                    ..
+                }
+        )
+    }
+}

@@ -1,0 +1,146 @@
+//! What the blocking and async clients share: options, the handshake and
+//! response checks, and finishing a removal the helper could only empty.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vmrm_proto::{
+    ClientMessage, FailedOp, Failure, Outcome, Request, RequestId, ServerMessage, PROTOCOL_VERSION,
+};
+
+use crate::ClientError;
+
+/// Environment variable naming the helper's socket.
+pub const SOCKET_ENV: &str = "VMRM_SOCKET";
+
+/// `$VMRM_SOCKET`, else the helper's default socket path.
+pub fn default_socket() -> PathBuf {
+    std::env::var_os(SOCKET_ENV)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(vmrm_proto::DEFAULT_SOCKET))
+}
+
+/// How a client reaches the helper and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub socket: PathBuf,
+    /// Longest wait for one answer. A removal of a large tree takes as long
+    /// as it takes (the helper bounds it by its own deadline), so the
+    /// default is generous.
+    pub response_timeout: Duration,
+    /// Longest wait to hand a request to the helper.
+    pub send_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            socket: default_socket(),
+            response_timeout: Duration::from_secs(660),
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ClientOptions {
+    pub fn with_socket(socket: impl Into<PathBuf>) -> Self {
+        ClientOptions {
+            socket: socket.into(),
+            ..ClientOptions::default()
+        }
+    }
+}
+
+/// How many times a removal is asked again when the emptied top directory
+/// was refilled before its owner could remove it.
+pub(crate) const FINISH_ATTEMPTS: u32 = 3;
+
+pub(crate) fn hello() -> ClientMessage {
+    ClientMessage::Hello {
+        version: PROTOCOL_VERSION,
+    }
+}
+
+pub(crate) fn request(id: RequestId, request: Request) -> ClientMessage {
+    ClientMessage::Request { id, request }
+}
+
+/// Check the helper's answer to our hello.
+pub(crate) fn check_hello(socket: &Path, msg: ServerMessage) -> Result<(), ClientError> {
+    match msg {
+        ServerMessage::Hello { version, .. } if version == PROTOCOL_VERSION => Ok(()),
+        ServerMessage::Hello { version, server } => Err(ClientError::Unexpected {
+            socket: socket.to_owned(),
+            what: format!("{server} answered with protocol {version}, we speak {PROTOCOL_VERSION}"),
+        }),
+        other => unexpected_or_refused(socket, other),
+    }
+}
+
+/// Check a response is the answer to request `id`.
+pub(crate) fn check_response(socket: &Path, id: RequestId, msg: ServerMessage) -> Result<Outcome, ClientError> {
+    match msg {
+        ServerMessage::Response { id: got, outcome } if got == id => Ok(outcome),
+        ServerMessage::Response { id: got, .. } => Err(ClientError::Unexpected {
+            socket: socket.to_owned(),
+            what: format!("response to request {got} while waiting for {id}"),
+        }),
+        other => unexpected_or_refused(socket, other),
+    }
+}
+
+fn unexpected_or_refused<T>(socket: &Path, msg: ServerMessage) -> Result<T, ClientError> {
+    Err(match msg {
+        ServerMessage::Error { kind, message } => ClientError::Refused {
+            socket: socket.to_owned(),
+            kind,
+            message,
+        },
+        other => ClientError::Unexpected {
+            socket: socket.to_owned(),
+            what: format!("{other:?}"),
+        },
+    })
+}
+
+/// The path as bytes for the wire.
+pub(crate) fn path_bytes(path: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().to_vec()
+}
+
+/// What to do with a helper answer to a remove request.
+pub(crate) enum Next {
+    Done(Outcome),
+    /// The top was refilled before we could remove it: ask again.
+    AskAgain,
+}
+
+/// Finish an `Emptied` outcome: we own the top directory and the helper has
+/// emptied it, so removing it is ours to do (the helper would need
+/// CAP_FOWNER in a sticky prefix). Other outcomes pass through.
+pub(crate) fn finish(path: &Path, outcome: Outcome, attempt: u32) -> Next {
+    let Outcome::Emptied(mut stats) = outcome else {
+        return Next::Done(outcome);
+    };
+    match std::fs::remove_dir(path) {
+        Ok(()) => {
+            stats.entries += 1;
+            Next::Done(Outcome::Removed(stats))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Next::Done(Outcome::Removed(stats)),
+        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempt < FINISH_ATTEMPTS => Next::AskAgain,
+        Err(e) => Next::Done(Outcome::Failed {
+            stats,
+            failures: vec![Failure {
+                path: Vec::new(),
+                path_truncated: false,
+                op: FailedOp::Rmdir,
+                errno: e.raw_os_error().unwrap_or(0),
+            }],
+            omitted: 0,
+        }),
+    }
+}

@@ -1,0 +1,164 @@
+//! The tokio client: the same protocol and semantics as [`crate::Client`],
+//! shareable between tasks (`&self` methods; requests on one connection are
+//! sent one at a time).
+
+use std::io;
+use std::path::Path;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::UnixStream;
+use tokio::sync::Mutex;
+use tokio::time::timeout;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use vmrm_proto::{codec, decode, encode_payload, ClientMessage, Outcome, Request, RequestId, ServerMessage, Stats};
+
+use crate::session::{self, ClientOptions, Next};
+use crate::ClientError;
+
+type Conn = Framed<UnixStream, LengthDelimitedCodec>;
+
+/// An async connection to vmrmd; see [`crate::Client`] for the semantics.
+#[derive(Debug)]
+pub struct AsyncClient {
+    options: ClientOptions,
+    conn: Mutex<(Option<Conn>, RequestId)>,
+}
+
+impl AsyncClient {
+    pub fn new() -> AsyncClient {
+        AsyncClient::with_options(ClientOptions::default())
+    }
+
+    pub fn with_options(options: ClientOptions) -> AsyncClient {
+        AsyncClient {
+            options,
+            conn: Mutex::new((None, 1)),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.options.socket
+    }
+
+    /// Remove the tree at `path`; never returns `Emptied` (see
+    /// [`crate::Client::remove`]).
+    pub async fn remove(&self, path: &Path) -> Result<Outcome, ClientError> {
+        let bytes = session::path_bytes(path);
+        let mut attempt = 1;
+        loop {
+            let outcome = self.call(Request::Remove { path: bytes.clone() }).await?;
+            // A single rmdir of an empty directory: too small to be worth a
+            // trip to the blocking pool.
+            match session::finish(path, outcome, attempt) {
+                Next::Done(outcome) => return Ok(outcome),
+                Next::AskAgain => attempt += 1,
+            }
+        }
+    }
+
+    pub async fn ping(&self) -> Result<String, ClientError> {
+        match self.call(Request::Ping).await? {
+            Outcome::Pong { server } => Ok(server),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    pub async fn stats(&self) -> Result<Result<Stats, Outcome>, ClientError> {
+        match self.call(Request::Stats).await? {
+            Outcome::Stats(s) => Ok(Ok(s)),
+            denied @ Outcome::Denied { .. } => Ok(Err(denied)),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn unexpected(&self, outcome: Outcome) -> ClientError {
+        ClientError::Unexpected {
+            socket: self.options.socket.clone(),
+            what: format!("{outcome:?}"),
+        }
+    }
+
+    /// Send one request and await its answer, reconnecting once if a reused
+    /// connection turns out to be dead.
+    pub async fn call(&self, request: Request) -> Result<Outcome, ClientError> {
+        let mut guard = self.conn.lock().await;
+        let (conn, next_id) = &mut *guard;
+        let reused = conn.is_some();
+        let first = self.call_once(conn, next_id, request.clone()).await;
+        match first {
+            Err(e) if reused && e.is_retryable() => self.call_once(conn, next_id, request).await,
+            other => other,
+        }
+    }
+
+    async fn call_once(
+        &self,
+        conn: &mut Option<Conn>,
+        next_id: &mut RequestId,
+        request: Request,
+    ) -> Result<Outcome, ClientError> {
+        let id = *next_id;
+        *next_id += 1;
+        if conn.is_none() {
+            *conn = Some(self.connect().await?);
+        }
+        let result = match conn.as_mut() {
+            Some(c) => self.exchange(c, &session::request(id, request)).await,
+            None => Err(ClientError::Closed {
+                socket: self.options.socket.clone(),
+            }),
+        };
+        let result = result.and_then(|msg| session::check_response(&self.options.socket, id, msg));
+        if result.is_err() {
+            *conn = None;
+        }
+        result
+    }
+
+    async fn connect(&self) -> Result<Conn, ClientError> {
+        let stream = UnixStream::connect(&self.options.socket)
+            .await
+            .map_err(|source| ClientError::Connect {
+                socket: self.options.socket.clone(),
+                source,
+            })?;
+        let mut conn = Framed::new(stream, codec());
+        let msg = self.exchange(&mut conn, &session::hello()).await?;
+        session::check_hello(&self.options.socket, msg)?;
+        Ok(conn)
+    }
+
+    async fn exchange(&self, conn: &mut Conn, msg: &ClientMessage) -> Result<ServerMessage, ClientError> {
+        let socket = || self.options.socket.clone();
+        let payload = encode_payload(msg).map_err(|source| ClientError::Frame { socket: socket(), source })?;
+        match timeout(self.options.send_timeout, conn.send(bytes::Bytes::from(payload))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ClientError::Io { socket: socket(), source: e }),
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    socket: socket(),
+                    secs: self.options.send_timeout.as_secs(),
+                })
+            }
+        }
+        match timeout(self.options.response_timeout, conn.next()).await {
+            Ok(Some(Ok(frame))) => decode(&frame).map_err(|source| ClientError::Frame { socket: socket(), source }),
+            Ok(Some(Err(e))) if e.kind() == io::ErrorKind::InvalidData => Err(ClientError::Frame {
+                socket: socket(),
+                source: vmrm_proto::FrameError::Io(e),
+            }),
+            Ok(Some(Err(e))) => Err(ClientError::Io { socket: socket(), source: e }),
+            Ok(None) => Err(ClientError::Closed { socket: socket() }),
+            Err(_) => Err(ClientError::Timeout {
+                socket: socket(),
+                secs: self.options.response_timeout.as_secs(),
+            }),
+        }
+    }
+}
+
+impl Default for AsyncClient {
+    fn default() -> Self {
+        AsyncClient::new()
+    }
+}
