@@ -1,0 +1,202 @@
+//! A real `vmrmd` process for one test.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::{binaries, ids, Fixture};
+
+/// How to start the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Start as root with every capability (vmrmd drops to `ids::HELPER`
+    /// itself) instead of through `setpriv` as `ids::HELPER` holding only
+    /// CAP_DAC_OVERRIDE.
+    pub as_root: bool,
+    /// RLIMIT_NOFILE for the daemon.
+    pub nofile: Option<u64>,
+    /// More vmrmd arguments.
+    pub args: Vec<String>,
+    /// Replace the default prefixes (sticky and plain).
+    pub prefixes: Option<Vec<PathBuf>>,
+}
+
+pub struct Daemon {
+    child: Child,
+    pub socket: PathBuf,
+    log: PathBuf,
+}
+
+/// The `setpriv` words that give a command `uid` and `gid`, no groups, and
+/// nothing else.
+pub fn as_user(uid: u32) -> Vec<String> {
+    vec![
+        "setpriv".into(),
+        format!("--reuid={uid}"),
+        format!("--regid={uid}"),
+        "--clear-groups".into(),
+        "--".into(),
+    ]
+}
+
+impl Daemon {
+    pub fn start(f: &Fixture, options: DaemonOptions) -> Daemon {
+        let mut words: Vec<String> = Vec::new();
+        if let Some(n) = options.nofile {
+            words.extend(["prlimit".into(), format!("--nofile={n}:{n}"), "--".into()]);
+        }
+        if !options.as_root {
+            // As a service manager with AmbientCapabilities would start it.
+            let h = ids::HELPER;
+            words.extend([
+                "setpriv".into(),
+                format!("--reuid={h}"),
+                format!("--regid={h}"),
+                "--clear-groups".into(),
+                "--inh-caps=-all,+dac_override".into(),
+                "--ambient-caps=-all,+dac_override".into(),
+                "--bounding-set=-all,+dac_override".into(),
+                "--".into(),
+            ]);
+        }
+        words.push(binaries::vmrmd().display().to_string());
+        words.extend([
+            "--config".into(),
+            "/dev/null".into(),
+            "--socket".into(),
+            f.socket.display().to_string(),
+            "--user".into(),
+            ids::HELPER.to_string(),
+        ]);
+        let prefixes = options.prefixes.clone().unwrap_or_else(|| vec![f.sticky.clone(), f.plain.clone()]);
+        for p in prefixes {
+            words.extend(["--prefix".into(), p.display().to_string()]);
+        }
+        words.extend(options.args.iter().cloned());
+
+        let log = f.base().join(format!("vmrmd-{}.log", std::process::id()));
+        let log_file = fs::File::create(&log).unwrap();
+        let child = Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {words:?}: {e}"));
+        let mut daemon = Daemon {
+            child,
+            socket: f.socket.clone(),
+            log,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("vmrmd exited during start-up ({status}):\n{}", self.log());
+            }
+            if self.client().ping().is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "vmrmd not ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A library client in the test process (peer uid 0).
+    pub fn client(&self) -> vmrm::Client {
+        let mut options = vmrm::ClientOptions::with_socket(&self.socket);
+        options.response_timeout = Duration::from_secs(120);
+        vmrm::Client::with_options(options)
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything vmrmd wrote to stderr.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The audit lines, parsed.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "vmrmd::audit")
+            .collect()
+    }
+
+    /// A field of /proc/<pid>/status, such as `CapEff`.
+    pub fn status_field(&self, field: &str) -> String {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in status"))
+            .trim()
+            .to_owned()
+    }
+
+    /// Run `vmrm --socket S <args>` as `uid`, bounded in time.
+    pub fn vmrm_as(&self, uid: u32, args: &[&OsStr]) -> Output {
+        let mut words: Vec<String> = vec!["timeout".into(), "60".into()];
+        words.extend(as_user(uid));
+        let mut cmd = Command::new(&words[0]);
+        cmd.args(&words[1..])
+            .arg(binaries::vmrm())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd.output().unwrap()
+    }
+
+    /// `vmrm rm <path>` as `uid`; returns the exit code and stderr.
+    pub fn rm_as(&self, uid: u32, path: &Path) -> (i32, String) {
+        let out = self.vmrm_as(uid, &[OsStr::new("rm"), path.as_os_str()]);
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let pid = i32::try_from(self.pid()).unwrap();
+        kill(Pid::from_raw(pid), signal).unwrap();
+    }
+
+    /// SIGTERM, then wait; returns whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.alive() {
+            self.stop();
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Builders of the trees the tests remove.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{lchown, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
+
+use crate::ids;
+
+/// A unique `vm-<id8>-XXXXXXXX` name.
+pub fn workdir_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("vm-{:08x}-{:04x}{:04x}", std::process::id(), n, fastish(n))
+}
+
+fn fastish(n: u32) -> u32 {
+    (n.wrapping_mul(2_654_435_761) ^ std::process::id()) & 0xffff
+}
+
+/// An empty directory `prefix/<name>` owned by `owner`, mode 0700.
+pub fn empty_workdir(prefix: &Path, owner: u32) -> PathBuf {
+    let dir = prefix.join(workdir_name());
+    fs::create_dir(&dir).unwrap();
+    lchown(&dir, Some(owner), Some(owner)).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+fn qemu_owned(path: &Path) {
+    lchown(path, Some(ids::QEMU_VM), Some(ids::QEMU_VM)).unwrap();
+}
+
+/// A workdir as a VM sandbox leaves it: owned by `owner`, holding an
+/// overlay, a console log, four sockets and a 0700 subdirectory, all owned
+/// by `qemu-vm`.
+pub fn vm_workdir(prefix: &Path, owner: u32) -> PathBuf {
+    let dir = empty_workdir(prefix, owner);
+    fs::write(dir.join("overlay.qcow2"), vec![0u8; 256 * 1024]).unwrap();
+    fs::write(dir.join("console.log"), b"[    0.000000] Linux version\n").unwrap();
+    for name in ["overlay.qcow2", "console.log"] {
+        qemu_owned(&dir.join(name));
+        fs::set_permissions(dir.join(name), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    for name in ["cmd.sock", "event.sock", "qmp.sock", "gvproxy.sock"] {
+        drop(std::os::unix::net::UnixListener::bind(dir.join(name)).unwrap());
+        qemu_owned(&dir.join(name));
+    }
+    let private = dir.join("qemu-private");
+    fs::create_dir(&private).unwrap();
+    fs::write(private.join("state"), b"state").unwrap();
+    qemu_owned(&private.join("state"));
+    qemu_owned(&private);
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+fn open_dir(path: &Path) -> OwnedFd {
+    openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+}
+
+/// A chain `d/d/d/...` of `depth` levels under `top`, built through fds so
+/// no path exceeds PATH_MAX, with a file at the bottom.
+pub fn chain(top: &Path, depth: usize) {
+    let mut fd = open_dir(top);
+    for _ in 0..depth {
+        mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = openat(&fd, "d", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    }
+    fs::write(format!("/proc/self/fd/{}/leaf", fd.as_raw_fd()), b"leaf").unwrap();
+}
+
+/// Number of entries directly in `dir`, or `None` if it is gone.
+pub fn entries(dir: &Path) -> Option<usize> {
+    fs::read_dir(dir).ok().map(|d| d.count())
+}
