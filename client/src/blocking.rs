@@ -5,7 +5,9 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use vmrm_proto::{decode, encode, read_frame, FrameError, Outcome, Request, RequestId, ServerMessage, Stats};
+use vmrm_proto::{
+    decode, encode, read_frame, FrameError, Outcome, Request, RequestId, ServerMessage, Stats,
+};
 
 use crate::session::{self, ClientOptions, Next};
 use crate::ClientError;
@@ -45,7 +47,9 @@ impl Client {
         let bytes = session::path_bytes(path);
         let mut attempt = 1;
         loop {
-            let outcome = self.call(Request::Remove { path: bytes.clone() })?;
+            let outcome = self.call(Request::Remove {
+                path: bytes.clone(),
+            })?;
             match session::finish(path, outcome, attempt) {
                 Next::Done(outcome) => return Ok(outcome),
                 Next::AskAgain => attempt += 1,
@@ -93,9 +97,9 @@ impl Client {
     fn call_once(&mut self, request: Request) -> Result<Outcome, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let result = self.exchange(&session::request(id, request)).and_then(|msg| {
-            session::check_response(&self.options.socket, id, msg)
-        });
+        let result = self
+            .exchange(&session::request(id, request))
+            .and_then(|msg| session::check_response(&self.options.socket, id, msg));
         if result.is_err() {
             // Never reuse a connection in an unknown state.
             self.stream = None;

@@ -80,7 +80,11 @@ pub(crate) fn check_hello(socket: &Path, msg: ServerMessage) -> Result<(), Clien
 }
 
 /// Check a response is the answer to request `id`.
-pub(crate) fn check_response(socket: &Path, id: RequestId, msg: ServerMessage) -> Result<Outcome, ClientError> {
+pub(crate) fn check_response(
+    socket: &Path,
+    id: RequestId,
+    msg: ServerMessage,
+) -> Result<Outcome, ClientError> {
     match msg {
         ServerMessage::Response { id: got, outcome } if got == id => Ok(outcome),
         ServerMessage::Response { id: got, .. } => Err(ClientError::Unexpected {
@@ -131,7 +135,9 @@ pub(crate) fn finish(path: &Path, outcome: Outcome, attempt: u32) -> Next {
             Next::Done(Outcome::Removed(stats))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Next::Done(Outcome::Removed(stats)),
-        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempt < FINISH_ATTEMPTS => Next::AskAgain,
+        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempt < FINISH_ATTEMPTS => {
+            Next::AskAgain
+        }
         Err(e) => Next::Done(Outcome::Failed {
             stats,
             failures: vec![Failure {

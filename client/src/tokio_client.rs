@@ -10,7 +10,9 @@ use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 use tokio::time::timeout;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use vmrm_proto::{codec, decode, encode_payload, ClientMessage, Outcome, Request, RequestId, ServerMessage, Stats};
+use vmrm_proto::{
+    codec, decode, encode_payload, ClientMessage, Outcome, Request, RequestId, ServerMessage, Stats,
+};
 
 use crate::session::{self, ClientOptions, Next};
 use crate::ClientError;
@@ -46,7 +48,11 @@ impl AsyncClient {
         let bytes = session::path_bytes(path);
         let mut attempt = 1;
         loop {
-            let outcome = self.call(Request::Remove { path: bytes.clone() }).await?;
+            let outcome = self
+                .call(Request::Remove {
+                    path: bytes.clone(),
+                })
+                .await?;
             // A single rmdir of an empty directory: too small to be worth a
             // trip to the blocking pool.
             match session::finish(path, outcome, attempt) {
@@ -128,12 +134,29 @@ impl AsyncClient {
         Ok(conn)
     }
 
-    async fn exchange(&self, conn: &mut Conn, msg: &ClientMessage) -> Result<ServerMessage, ClientError> {
+    async fn exchange(
+        &self,
+        conn: &mut Conn,
+        msg: &ClientMessage,
+    ) -> Result<ServerMessage, ClientError> {
         let socket = || self.options.socket.clone();
-        let payload = encode_payload(msg).map_err(|source| ClientError::Frame { socket: socket(), source })?;
-        match timeout(self.options.send_timeout, conn.send(bytes::Bytes::from(payload))).await {
+        let payload = encode_payload(msg).map_err(|source| ClientError::Frame {
+            socket: socket(),
+            source,
+        })?;
+        match timeout(
+            self.options.send_timeout,
+            conn.send(bytes::Bytes::from(payload)),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ClientError::Io { socket: socket(), source: e }),
+            Ok(Err(e)) => {
+                return Err(ClientError::Io {
+                    socket: socket(),
+                    source: e,
+                })
+            }
             Err(_) => {
                 return Err(ClientError::Timeout {
                     socket: socket(),
@@ -142,12 +165,18 @@ impl AsyncClient {
             }
         }
         match timeout(self.options.response_timeout, conn.next()).await {
-            Ok(Some(Ok(frame))) => decode(&frame).map_err(|source| ClientError::Frame { socket: socket(), source }),
+            Ok(Some(Ok(frame))) => decode(&frame).map_err(|source| ClientError::Frame {
+                socket: socket(),
+                source,
+            }),
             Ok(Some(Err(e))) if e.kind() == io::ErrorKind::InvalidData => Err(ClientError::Frame {
                 socket: socket(),
                 source: vmrm_proto::FrameError::Io(e),
             }),
-            Ok(Some(Err(e))) => Err(ClientError::Io { socket: socket(), source: e }),
+            Ok(Some(Err(e))) => Err(ClientError::Io {
+                socket: socket(),
+                source: e,
+            }),
             Ok(None) => Err(ClientError::Closed { socket: socket() }),
             Err(_) => Err(ClientError::Timeout {
                 socket: socket(),

@@ -66,7 +66,10 @@ pub enum CleanupError {
         source: ClientError,
     },
     #[error("cannot remove {path:?}: vmrmd answered {outcome:?}")]
-    Refused { path: PathBuf, outcome: Box<Outcome> },
+    Refused {
+        path: PathBuf,
+        outcome: Box<Outcome>,
+    },
 }
 
 /// Configures a [`WorkDir`] before creating it.
@@ -118,7 +121,8 @@ impl WorkDirBuilder {
             return Err(WorkDirError::BadVmId(self.vm_id));
         }
         // Refuse before creating anything: every socket path must fit.
-        let longest = self.base.as_os_str().as_bytes().len() + 1 + NAME_LEN + 1 + LONGEST_SOCKET.len();
+        let longest =
+            self.base.as_os_str().as_bytes().len() + 1 + NAME_LEN + 1 + LONGEST_SOCKET.len();
         if longest > SUN_PATH_MAX {
             return Err(WorkDirError::SocketPathTooLong {
                 base: self.base,
@@ -208,7 +212,9 @@ impl WorkDir {
 
     /// The qcow2 overlay: the custom path if one was set, else inside.
     pub fn overlay_image(&self) -> PathBuf {
-        self.custom_overlay.clone().unwrap_or_else(|| self.path.join(OVERLAY))
+        self.custom_overlay
+            .clone()
+            .unwrap_or_else(|| self.path.join(OVERLAY))
     }
 
     pub fn console_log(&self) -> PathBuf {
@@ -284,7 +290,12 @@ impl WorkDir {
             match joined {
                 Ok(Ok(())) => false,
                 Ok(Err(e)) if e.kind() == io::ErrorKind::PermissionDenied => true,
-                Ok(Err(e)) => return Err(CleanupError::Local { path: self.path.clone(), source: e }),
+                Ok(Err(e)) => {
+                    return Err(CleanupError::Local {
+                        path: self.path.clone(),
+                        source: e,
+                    })
+                }
                 Err(e) => {
                     return Err(CleanupError::Local {
                         path: self.path.clone(),
@@ -309,7 +320,12 @@ impl WorkDir {
                 Ok(()) => return Ok(()),
                 // Another user's files inside: only the helper can finish.
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
-                Err(e) => return Err(CleanupError::Local { path: self.path.clone(), source: e }),
+                Err(e) => {
+                    return Err(CleanupError::Local {
+                        path: self.path.clone(),
+                        source: e,
+                    })
+                }
             }
         }
         let outcome = Client::with_options(self.client.clone()).remove(&self.path);
@@ -357,11 +373,17 @@ mod tests {
     #[test]
     fn creates_a_private_directory_with_the_expected_name() {
         let base = tempfile::tempdir().unwrap();
-        let mut wd = WorkDir::builder("3f2a9c1e-aaaa-bbbb").base(base.path()).create().unwrap();
+        let mut wd = WorkDir::builder("3f2a9c1e-aaaa-bbbb")
+            .base(base.path())
+            .create()
+            .unwrap();
         let name = wd.path().file_name().unwrap().to_str().unwrap().to_owned();
         assert!(name.starts_with("vm-3f2a9c1e-"), "{name}");
         assert_eq!(name.len(), NAME_LEN);
-        assert!(name[12..].chars().all(|c| c.is_ascii_alphanumeric()), "{name}");
+        assert!(
+            name[12..].chars().all(|c| c.is_ascii_alphanumeric()),
+            "{name}"
+        );
         let mode = std::fs::metadata(wd.path()).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o700);
         assert_eq!(wd.qmp_socket(), wd.path().join("qmp.sock"));
@@ -391,7 +413,12 @@ mod tests {
         base.push("b".repeat(pad));
         std::fs::create_dir(&base).unwrap();
         let wd = WorkDir::builder("id").base(&base).create().unwrap();
-        for s in [wd.cmd_socket(), wd.event_socket(), wd.qmp_socket(), wd.gvproxy_socket()] {
+        for s in [
+            wd.cmd_socket(),
+            wd.event_socket(),
+            wd.qmp_socket(),
+            wd.gvproxy_socket(),
+        ] {
             assert!(s.as_os_str().len() <= SUN_PATH_MAX);
             let _l = std::os::unix::net::UnixListener::bind(&s).unwrap();
         }
@@ -399,17 +426,26 @@ mod tests {
 
     #[test]
     fn refuses_an_id_without_usable_characters() {
-        assert!(matches!(WorkDir::create("--//"), Err(WorkDirError::BadVmId(_))));
+        assert!(matches!(
+            WorkDir::create("--//"),
+            Err(WorkDirError::BadVmId(_))
+        ));
     }
 
     #[test]
     fn drop_cleans_up_and_keep_does_not() {
         let base = tempfile::tempdir().unwrap();
-        let wd = WorkDir::builder("dropme").base(base.path()).create().unwrap();
+        let wd = WorkDir::builder("dropme")
+            .base(base.path())
+            .create()
+            .unwrap();
         let path = wd.path().to_owned();
         drop(wd);
         assert!(!path.exists());
-        let wd = WorkDir::builder("keepme").base(base.path()).create().unwrap();
+        let wd = WorkDir::builder("keepme")
+            .base(base.path())
+            .create()
+            .unwrap();
         let kept = wd.keep();
         assert!(kept.exists());
     }

@@ -25,7 +25,13 @@ pub fn verdict(outcome: &Outcome) -> &'static str {
 }
 
 /// Log one remove request (from a peer or from the sweeper).
-pub fn removal(source: &str, peer: &PeerCredentials, path: &[u8], outcome: &Outcome, took: Duration) {
+pub fn removal(
+    source: &str,
+    peer: &PeerCredentials,
+    path: &[u8],
+    outcome: &Outcome,
+    took: Duration,
+) {
     // escape_ascii leaves only printable ASCII: \n, \x1b, \xff and the like
     // are spelled out, so the line stays one line and says exactly which
     // bytes were asked for.

@@ -126,7 +126,11 @@ impl Conn {
                 Err(end) => return end,
             };
             let outcome = self.handle(request).await;
-            if self.send(&ServerMessage::Response { id, outcome }).await.is_err() {
+            if self
+                .send(&ServerMessage::Response { id, outcome })
+                .await
+                .is_err()
+            {
                 return ReadEnd::Broken;
             }
         }
@@ -201,7 +205,9 @@ impl Conn {
         let idle = self.service.limits.idle_timeout;
         let frame = self.service.limits.frame_timeout;
         if self.reader.read_buffer().is_empty()
-            && timeout(idle, self.reader.get_ref().readable()).await.is_err()
+            && timeout(idle, self.reader.get_ref().readable())
+                .await
+                .is_err()
         {
             return Err(ReadEnd::Protocol(
                 ProtocolErrorKind::Timeout,

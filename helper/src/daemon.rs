@@ -43,7 +43,11 @@ pub struct ConfigSource {
 impl ConfigSource {
     pub fn from_cli(cli: &Cli) -> ConfigSource {
         ConfigSource {
-            file: Some(cli.config.clone().unwrap_or_else(|| DEFAULT_CONFIG_PATH.into())),
+            file: Some(
+                cli.config
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_CONFIG_PATH.into()),
+            ),
             explicit: cli.config.is_some(),
             flags: cli.as_config_layer(),
         }
@@ -109,9 +113,15 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
     result
 }
 
-async fn serve(service: Arc<Service>, listener: &Listener, source: ConfigSource) -> Result<(), StartError> {
+async fn serve(
+    service: Arc<Service>,
+    listener: &Listener,
+    source: ConfigSource,
+) -> Result<(), StartError> {
     let std_listener = listener.socket.try_clone().map_err(StartError::Runtime)?;
-    std_listener.set_nonblocking(true).map_err(StartError::Runtime)?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(StartError::Runtime)?;
     let listener = tokio::net::UnixListener::from_std(std_listener).map_err(StartError::Runtime)?;
     let mut term = signal(SignalKind::terminate()).map_err(StartError::Runtime)?;
     let mut int = signal(SignalKind::interrupt()).map_err(StartError::Runtime)?;
@@ -171,19 +181,32 @@ fn print_config(source: &ConfigSource, c: &Config) {
         Some(p) => println!("config file: {}", p.display()),
         None => println!("config file: none (built-in defaults and flags)"),
     }
-    println!("socket: {} (mode {:o}{})", c.socket.display(), c.socket_mode,
-        c.socket_group.map(|g| format!(", group {g}")).unwrap_or_default());
+    println!(
+        "socket: {} (mode {:o}{})",
+        c.socket.display(),
+        c.socket_mode,
+        c.socket_group
+            .map(|g| format!(", group {g}"))
+            .unwrap_or_default()
+    );
     for p in &c.prefixes {
         println!("prefix: {p}");
     }
     println!("name prefix: {}", c.name_prefix);
     println!("allow uids: {}", list(&c.allow_uids));
     println!("allow groups: {}", list(&c.allow_groups));
-    println!("user when started as root: {} (uid {}, gid {})", c.user_spec, c.user.0, c.user.1);
+    println!(
+        "user when started as root: {} (uid {}, gid {})",
+        c.user_spec, c.user.0, c.user.1
+    );
     println!("sandbox: {:?}", c.sandbox);
     println!("limits: {:?}", c.limits);
     match c.sweep.interval {
-        Some(i) => println!("sweep: every {}s, grace {}s", i.as_secs(), c.sweep.grace.as_secs()),
+        Some(i) => println!(
+            "sweep: every {}s, grace {}s",
+            i.as_secs(),
+            c.sweep.grace.as_secs()
+        ),
         None => println!("sweep: off"),
     }
     println!("configuration is valid");
@@ -193,5 +216,9 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
     if items.is_empty() {
         return "any".into();
     }
-    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -49,11 +49,14 @@ pub enum ListenError {
 impl Listener {
     /// Use the socket passed by systemd if any, else bind `config.socket`.
     pub fn open(config: &Config) -> Result<Listener, ListenError> {
-        let fds: Vec<_> = sd_notify::listen_fds().map_err(ListenError::ListenFds)?.collect();
+        let fds: Vec<_> = sd_notify::listen_fds()
+            .map_err(ListenError::ListenFds)?
+            .collect();
         match fds.as_slice() {
             [] => Listener::bind(config),
             [fd] => {
-                let owned = sys::take_inherited_fd(*fd).map_err(|e| ListenError::NotListening(e.into()))?;
+                let owned =
+                    sys::take_inherited_fd(*fd).map_err(|e| ListenError::NotListening(e.into()))?;
                 let socket = UnixListener::from(owned);
                 Ok(Listener {
                     socket,

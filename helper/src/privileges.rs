@@ -8,7 +8,9 @@
 use std::fmt;
 
 use caps::{CapSet, Capability, CapsHashSet};
-use nix::unistd::{getegid, geteuid, setgroups, setresgid, setresuid, Gid as NixGid, Uid as NixUid};
+use nix::unistd::{
+    getegid, geteuid, setgroups, setresgid, setresuid, Gid as NixGid, Uid as NixUid,
+};
 use vmrm_policy::{Gid, Uid};
 
 /// The one capability vmrmd keeps.
@@ -77,7 +79,9 @@ pub struct Held {
 
 impl Held {
     pub fn read() -> Result<Held, PrivilegeError> {
-        let read = |set, step| caps::read(None, set).map_err(|source| PrivilegeError::Caps { step, source });
+        let read = |set, step| {
+            caps::read(None, set).map_err(|source| PrivilegeError::Caps { step, source })
+        };
         Ok(Held {
             uid: Uid(geteuid().as_raw()),
             gid: Gid(getegid().as_raw()),
@@ -139,7 +143,8 @@ pub fn drop_privileges(user: (Uid, Gid)) -> Result<Held, PrivilegeError> {
     // The bounding set can only shrink, and only with CAP_SETPCAP: do it
     // first, while root still has that.
     if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
-        let bounding = caps::read(None, CapSet::Bounding).map_err(caps_err("read the bounding set"))?;
+        let bounding =
+            caps::read(None, CapSet::Bounding).map_err(caps_err("read the bounding set"))?;
         for cap in bounding.into_iter().filter(|c| *c != KEPT) {
             caps::drop(None, CapSet::Bounding, cap).map_err(caps_err("shrink the bounding set"))?;
         }
@@ -162,7 +167,8 @@ pub fn drop_privileges(user: (Uid, Gid)) -> Result<Held, PrivilegeError> {
         }
     }
 
-    let permitted = caps::read(None, CapSet::Permitted).map_err(caps_err("read the permitted set"))?;
+    let permitted =
+        caps::read(None, CapSet::Permitted).map_err(caps_err("read the permitted set"))?;
     let keep: CapsHashSet = permitted.intersection(&only_kept).copied().collect();
     caps::set(None, CapSet::Effective, &keep).map_err(caps_err("set the effective set"))?;
     caps::set(None, CapSet::Permitted, &keep).map_err(caps_err("set the permitted set"))?;

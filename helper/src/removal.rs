@@ -103,10 +103,7 @@ pub fn remove(
             )
         }
         Err(OpenTopError::MountPoint) => {
-            return denied(
-                DenyReason::MountPoint,
-                "a mount point".into(),
-            )
+            return denied(DenyReason::MountPoint, "a mount point".into())
         }
         Err(OpenTopError::Io(e)) => {
             let mut report = Report::default();
@@ -138,7 +135,11 @@ pub fn remove(
             TopRemoval::LeftForOwner => return Outcome::Emptied(report.stats),
             TopRemoval::Failed(Errno::NOTEMPTY) if round < limits.max_rounds => continue,
             TopRemoval::Failed(Errno::NOTEMPTY) => {
-                report.fail(FailedOp::KeptGrowing, Errno::NOTEMPTY.raw_os_error(), Vec::new);
+                report.fail(
+                    FailedOp::KeptGrowing,
+                    Errno::NOTEMPTY.raw_os_error(),
+                    Vec::new,
+                );
                 return failed(report);
             }
             TopRemoval::Failed(e) => {

@@ -16,7 +16,11 @@ use crate::service::Service;
 const DRAIN: Duration = Duration::from_secs(30);
 
 /// Accept and serve connections until `shutdown` resolves.
-pub async fn serve(service: Arc<Service>, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    service: Arc<Service>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -62,6 +66,9 @@ async fn drain(service: &Service) {
     let all = u32::try_from(service.limits.max_concurrent_removals).unwrap_or(u32::MAX);
     match tokio::time::timeout(DRAIN, service.removals.acquire_many(all)).await {
         Ok(Ok(_permits)) => tracing::info!("no removal in flight; exiting"),
-        _ => tracing::warn!("removals still running after {}s; exiting anyway", DRAIN.as_secs()),
+        _ => tracing::warn!(
+            "removals still running after {}s; exiting anyway",
+            DRAIN.as_secs()
+        ),
     }
 }

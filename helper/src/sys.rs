@@ -32,7 +32,8 @@ pub fn peer_groups(sock: BorrowedFd<'_>) -> Result<Vec<u32>, Errno> {
             groups.truncate(count);
             return Ok(groups);
         }
-        let err = Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        let err =
+            Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
         if err == Errno::RANGE && count > groups.len() && count <= 65536 {
             groups.resize(count, 0);
             continue;

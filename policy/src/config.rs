@@ -220,7 +220,9 @@ pub enum ConfigError {
     NoPrefixes,
     #[error(transparent)]
     Prefix(#[from] PrefixError),
-    #[error("name_prefix {0:?} must be 1 to 64 characters of [A-Za-z0-9._-], not starting with `.`")]
+    #[error(
+        "name_prefix {0:?} must be 1 to 64 characters of [A-Za-z0-9._-], not starting with `.`"
+    )]
     NamePrefix(String),
     #[error("unknown user {0}")]
     UnknownUser(IdSpec),
@@ -355,7 +357,11 @@ impl Config {
             .allow_uids
             .unwrap_or_default()
             .into_iter()
-            .map(|u| ids.user(&u).map(|(uid, _)| uid).ok_or(ConfigError::UnknownUser(u)))
+            .map(|u| {
+                ids.user(&u)
+                    .map(|(uid, _)| uid)
+                    .ok_or(ConfigError::UnknownUser(u))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let allow_groups = file
             .allow_groups
@@ -386,7 +392,11 @@ impl Config {
                 l.max_concurrent_removals
                     .unwrap_or(defaults.max_concurrent_removals),
             )?,
-            idle_timeout: secs("idle_timeout_secs", l.idle_timeout_secs, defaults.idle_timeout)?,
+            idle_timeout: secs(
+                "idle_timeout_secs",
+                l.idle_timeout_secs,
+                defaults.idle_timeout,
+            )?,
             frame_timeout: secs(
                 "frame_timeout_secs",
                 l.frame_timeout_secs,
@@ -438,7 +448,11 @@ fn nonzero<T: PartialEq + From<u8>>(name: &'static str, value: T) -> Result<T, C
     Ok(value)
 }
 
-fn secs(name: &'static str, value: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+fn secs(
+    name: &'static str,
+    value: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match value {
         None => Ok(default),
         Some(v) => nonzero(name, v).map(Duration::from_secs),
@@ -541,7 +555,10 @@ pub(crate) mod tests {
             ("allow_groups = [\"nope\"]", "unknown group nope"),
             ("socket = \"rel.sock\"", "must be absolute"),
             ("socket_mode = 0o4777", "not a permission mode"),
-            ("[limits]\nmax_connections = 0", "max_connections must be at least 1"),
+            (
+                "[limits]\nmax_connections = 0",
+                "max_connections must be at least 1",
+            ),
         ];
         for (text, expected) in cases {
             let err = ConfigFile::parse(text, Path::new("t.toml"))

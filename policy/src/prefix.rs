@@ -31,7 +31,9 @@ pub enum PrefixError {
     NotDirectory(PathBuf),
     #[error("prefix {path:?} goes through a symbolic link (it resolves to {resolved:?}); configure the resolved path")]
     Symlinked { path: PathBuf, resolved: PathBuf },
-    #[error("prefix {0:?} is writable by others without the sticky bit: anyone could swap its entries")]
+    #[error(
+        "prefix {0:?} is writable by others without the sticky bit: anyone could swap its entries"
+    )]
     WorldWritableNotSticky(PathBuf),
     #[error("prefix {inner:?} lies inside prefix {outer:?}; prefixes must not nest")]
     Nested { outer: PathBuf, inner: PathBuf },
@@ -127,7 +129,9 @@ mod tests {
     fn syntax() {
         assert!(Prefix::new("/tmp").is_ok());
         assert!(Prefix::new("/var/lib/vms").is_ok());
-        for bad in ["tmp", "/", "//", "/tmp/", "/tmp//x", "/tmp/./x", "/tmp/..", ""] {
+        for bad in [
+            "tmp", "/", "//", "/tmp/", "/tmp//x", "/tmp/./x", "/tmp/..", "",
+        ] {
             assert!(Prefix::new(bad).is_err(), "{bad}");
         }
     }

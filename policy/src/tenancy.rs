@@ -19,11 +19,17 @@ pub struct PeerCredentials {
 /// peer must be on the uid list or hold a group on the group list
 /// (`groups` are its supplementary groups, from SO_PEERGROUPS).
 #[must_use = "the verdict decides whether the peer may be served"]
-pub fn authorize_peer(config: &Config, peer: &PeerCredentials, groups: &[Gid]) -> Result<(), Denial> {
+pub fn authorize_peer(
+    config: &Config,
+    peer: &PeerCredentials,
+    groups: &[Gid],
+) -> Result<(), Denial> {
     if peer.uid == OVERFLOW_UID {
         return Err(Denial::new(
             DenyReason::OverflowUid,
-            format!("peer uid {OVERFLOW_UID} is the overflow uid (unmapped in this user namespace)"),
+            format!(
+                "peer uid {OVERFLOW_UID} is the overflow uid (unmapped in this user namespace)"
+            ),
         ));
     }
     if config.allow_uids.is_empty() && config.allow_groups.is_empty() {
@@ -60,7 +66,10 @@ pub fn authorize_owner(peer: &PeerCredentials, owner: Uid) -> Result<(), Denial>
     if owner != peer.uid {
         return Err(Denial::new(
             DenyReason::NotOwner,
-            format!("owned by uid {owner}, not by the requesting uid {}", peer.uid),
+            format!(
+                "owned by uid {owner}, not by the requesting uid {}",
+                peer.uid
+            ),
         ));
     }
     Ok(())
@@ -93,7 +102,9 @@ mod tests {
         let c = config_with_prefixes(&["/tmp"]);
         assert!(authorize_peer(&c, &peer(1000, 1000), &[]).is_ok());
         assert_eq!(
-            authorize_peer(&c, &peer(65534, 100), &[]).unwrap_err().reason,
+            authorize_peer(&c, &peer(65534, 100), &[])
+                .unwrap_err()
+                .reason,
             DenyReason::OverflowUid
         );
     }
@@ -107,7 +118,9 @@ mod tests {
         assert!(authorize_peer(&c, &peer(1001, 2000), &[]).is_ok());
         assert!(authorize_peer(&c, &peer(1002, 1002), &[Gid(5), Gid(2000)]).is_ok());
         assert_eq!(
-            authorize_peer(&c, &peer(1003, 1003), &[Gid(5)]).unwrap_err().reason,
+            authorize_peer(&c, &peer(1003, 1003), &[Gid(5)])
+                .unwrap_err()
+                .reason,
             DenyReason::PeerNotAllowed
         );
     }

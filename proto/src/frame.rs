@@ -35,7 +35,8 @@ pub enum FrameError {
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let payload = encode_payload(msg)?;
     // `encode_payload` bounds the length far below u32::MAX.
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge { len: payload.len() })?;
+    let len =
+        u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge { len: payload.len() })?;
     let mut out = Vec::with_capacity(LENGTH_PREFIX_LEN + payload.len());
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&payload);
@@ -91,10 +92,12 @@ pub fn read_frame(reader: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError>
     let len = u32::from_be_bytes(prefix) as usize;
     check_len(len)?;
     let mut payload = vec![0u8; len];
-    reader.read_exact(&mut payload).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })?;
+    reader
+        .read_exact(&mut payload)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+            _ => FrameError::Io(e),
+        })?;
     Ok(Some(payload))
 }
 

@@ -14,14 +14,15 @@
 mod frame;
 mod message;
 
-pub use frame::{
-    decode, encode, encode_payload, read_frame, write_frame, FrameError, LENGTH_PREFIX_LEN, MAX_FRAME_LEN,
-};
 #[cfg(feature = "tokio-codec")]
 pub use frame::codec;
+pub use frame::{
+    decode, encode, encode_payload, read_frame, write_frame, FrameError, LENGTH_PREFIX_LEN,
+    MAX_FRAME_LEN,
+};
 pub use message::{
-    ClientMessage, DenyReason, Failure, FailedOp, Outcome, ProtocolErrorKind, Request, RequestId,
-    RemovalStats, ServerMessage, Stats, VerdictCounts, MAX_REPORTED_FAILURES,
+    ClientMessage, DenyReason, FailedOp, Failure, Outcome, ProtocolErrorKind, RemovalStats,
+    Request, RequestId, ServerMessage, Stats, VerdictCounts, MAX_REPORTED_FAILURES,
     MAX_REPORTED_PATH_LEN,
 };
 

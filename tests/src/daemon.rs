@@ -73,7 +73,10 @@ impl Daemon {
             "--user".into(),
             ids::HELPER.to_string(),
         ]);
-        let prefixes = options.prefixes.clone().unwrap_or_else(|| vec![f.sticky.clone(), f.plain.clone()]);
+        let prefixes = options
+            .prefixes
+            .clone()
+            .unwrap_or_else(|| vec![f.sticky.clone(), f.plain.clone()]);
         for p in prefixes {
             words.extend(["--prefix".into(), p.display().to_string()]);
         }
@@ -106,7 +109,11 @@ impl Daemon {
             if self.client().ping().is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "vmrmd not ready:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "vmrmd not ready:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -169,7 +176,10 @@ impl Daemon {
     /// `vmrm rm <path>` as `uid`; returns the exit code and stderr.
     pub fn rm_as(&self, uid: u32, path: &Path) -> (i32, String) {
         let out = self.vmrm_as(uid, &[OsStr::new("rm"), path.as_os_str()]);
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn signal(&self, signal: Signal) {

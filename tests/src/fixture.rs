@@ -28,7 +28,10 @@ fn mkdir(path: &Path, mode: u32) {
 
 impl Fixture {
     pub fn new() -> Fixture {
-        let dir = tempfile::Builder::new().prefix("vmrm-it-").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("vmrm-it-")
+            .tempdir_in("/tmp")
+            .unwrap();
         let base = fs::canonicalize(dir.path()).unwrap();
         fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
         let f = Fixture {
@@ -70,7 +73,14 @@ impl Fixture {
 
     /// Bind-mount `source` on `target`; undone when the fixture drops.
     pub fn bind_mount(&self, source: &Path, target: &Path) {
-        mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
         self.mounts.borrow_mut().push(target.to_owned());
     }
 }
@@ -104,8 +114,18 @@ impl Canary {
         let meta = fs::symlink_metadata(&self.path)
             .unwrap_or_else(|e| panic!("canary {:?} is gone: {e}", self.path));
         assert_eq!(meta.ino(), self.ino, "canary {:?} replaced", self.path);
-        assert_eq!(meta.mode(), self.mode, "canary {:?} mode changed", self.path);
+        assert_eq!(
+            meta.mode(),
+            self.mode,
+            "canary {:?} mode changed",
+            self.path
+        );
         assert_eq!(meta.uid(), self.uid, "canary {:?} owner changed", self.path);
-        assert_eq!(fs::read(&self.path).unwrap(), self.content, "canary {:?} modified", self.path);
+        assert_eq!(
+            fs::read(&self.path).unwrap(),
+            self.content,
+            "canary {:?} modified",
+            self.path
+        );
     }
 }

@@ -59,7 +59,13 @@ pub fn vm_workdir(prefix: &Path, owner: u32) -> PathBuf {
 }
 
 fn open_dir(path: &Path) -> OwnedFd {
-    openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+    openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap()
 }
 
 /// A chain `d/d/d/...` of `depth` levels under `top`, built through fds so
@@ -68,7 +74,13 @@ pub fn chain(top: &Path, depth: usize) {
     let mut fd = open_dir(top);
     for _ in 0..depth {
         mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
-        fd = openat(&fd, "d", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        fd = openat(
+            &fd,
+            "d",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
     }
     fs::write(format!("/proc/self/fd/{}/leaf", fd.as_raw_fd()), b"leaf").unwrap();
 }

@@ -101,14 +101,23 @@ fn paths_outside_the_grammar_are_denied_and_nothing_is_touched() {
         (cat(&[sticky, b"/"]), DenyReason::BadName),
         (cat(&[sticky, b"/.."]), DenyReason::BadName),
         (cat(&[sticky, b"/."]), DenyReason::BadName),
-        (cat(&[b"/", sticky, b"/", name]), DenyReason::OutsidePrefixes),
+        (
+            cat(&[b"/", sticky, b"/", name]),
+            DenyReason::OutsidePrefixes,
+        ),
         (cat(&[sticky, b"//", name]), DenyReason::BadName),
         (cat(&[sticky, b"/./", name]), DenyReason::BadName),
         (cat(&[sticky, b"/", name, b"/"]), DenyReason::BadName),
         (cat(&[sticky, b"/", name, b"/."]), DenyReason::BadName),
         (cat(&[sticky, b"/", name, b"/.."]), DenyReason::BadName),
-        (cat(&[sticky, b"/", name, b"/../../outside"]), DenyReason::BadName),
-        (cat(&[sticky, b"/", name, b"/vm-nested"]), DenyReason::BadName),
+        (
+            cat(&[sticky, b"/", name, b"/../../outside"]),
+            DenyReason::BadName,
+        ),
+        (
+            cat(&[sticky, b"/", name, b"/vm-nested"]),
+            DenyReason::BadName,
+        ),
         (cat(&[sticky, b"/", name, b"\0"]), DenyReason::BadName),
         (cat(&[sticky, b"/xx-", &name[3..]]), DenyReason::BadName),
         (cat(&[sticky, b"/", name, b" /etc"]), DenyReason::BadName),
@@ -201,7 +210,10 @@ fn a_bind_mount_inside_is_not_crossed_and_is_reported() {
     f.bind_mount(&f.outside.join("mounted"), &mnt);
     let (code, stderr) = d.rm_as(ids::TENANT_A, &dir);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("sub/mnt") && stderr.contains("mount_point"), "{stderr}");
+    assert!(
+        stderr.contains("sub/mnt") && stderr.contains("mount_point"),
+        "{stderr}"
+    );
     canary.assert_intact();
     // Everything else is gone; only the path to the mount point remains.
     assert_eq!(tree::entries(&dir), Some(1));
@@ -253,13 +265,22 @@ fn missing_paths_and_force() {
     let missing = f.sticky.join(tree::workdir_name());
     let (code, _) = d.rm_as(ids::TENANT_A, &missing);
     assert_eq!(code, 4);
-    let out = d.vmrm_as(ids::TENANT_A, &[OsStr::new("rm"), OsStr::new("-rf"), missing.as_os_str()]);
+    let out = d.vmrm_as(
+        ids::TENANT_A,
+        &[OsStr::new("rm"), OsStr::new("-rf"), missing.as_os_str()],
+    );
     assert_eq!(out.status.code(), Some(0));
     // One bad path among good ones: the good ones go, the status says denied.
     let good = tree::vm_workdir(&f.sticky, ids::TENANT_A);
     let out = d.vmrm_as(
         ids::TENANT_A,
-        &[OsStr::new("rm"), OsStr::new("-f"), OsStr::new("--json"), good.as_os_str(), OsStr::new("/etc")],
+        &[
+            OsStr::new("rm"),
+            OsStr::new("-f"),
+            OsStr::new("--json"),
+            good.as_os_str(),
+            OsStr::new("/etc"),
+        ],
     );
     assert_eq!(out.status.code(), Some(3));
     assert!(!good.exists());
@@ -297,7 +318,10 @@ fn failures_inside_are_reported_with_relative_path_and_errno() {
     // An immutable file cannot be unlinked even with CAP_DAC_OVERRIDE.
     let stuck = dir.join("qemu-private/stuck");
     fs::write(&stuck, b"x").unwrap();
-    let immutable = std::process::Command::new("chattr").arg("+i").arg(&stuck).status();
+    let immutable = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&stuck)
+        .status();
     if !matches!(immutable, Ok(s) if s.success()) {
         eprintln!("SKIPPED part: chattr +i not supported here");
         return;
@@ -305,7 +329,10 @@ fn failures_inside_are_reported_with_relative_path_and_errno() {
     let mut client = d.client();
     let _ = lchown(&dir, Some(0), Some(0));
     let outcome = client.remove(&dir).unwrap();
-    let _ = std::process::Command::new("chattr").arg("-i").arg(&stuck).status();
+    let _ = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(&stuck)
+        .status();
     match outcome {
         Outcome::Failed { failures, .. } => {
             assert_eq!(failures.len(), 1, "{failures:?}");

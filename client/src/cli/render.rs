@@ -28,7 +28,10 @@ pub fn outcome_line(outcome: &Outcome) -> String {
         Outcome::BadRequest { message } => format!("bad request: {message}"),
         Outcome::Failed {
             failures, omitted, ..
-        } => format!("{} parts could not be removed", failures.len() as u64 + omitted),
+        } => format!(
+            "{} parts could not be removed",
+            failures.len() as u64 + omitted
+        ),
         Outcome::Pong { server } => format!("pong from {server}"),
         Outcome::Stats(_) => "stats".into(),
     }
@@ -40,7 +43,11 @@ pub fn error_lines(path: &Path, outcome: &Outcome) -> Vec<String> {
         failures, omitted, ..
     } = outcome
     else {
-        return vec![format!("cannot remove {}: {}", shown(path), outcome_line(outcome))];
+        return vec![format!(
+            "cannot remove {}: {}",
+            shown(path),
+            outcome_line(outcome)
+        )];
     };
     let mut lines: Vec<String> = failures
         .iter()
@@ -62,7 +69,10 @@ pub fn error_lines(path: &Path, outcome: &Outcome) -> Vec<String> {
         })
         .collect();
     if *omitted > 0 {
-        lines.push(format!("cannot remove {}: and {omitted} more failures", shown(path)));
+        lines.push(format!(
+            "cannot remove {}: and {omitted} more failures",
+            shown(path)
+        ));
     }
     lines
 }
@@ -101,13 +111,16 @@ pub fn json(path: &Path, outcome: &Outcome) -> String {
             })).collect::<Vec<_>>(),
             "omitted": omitted,
         }),
-        Outcome::Pong { .. } | Outcome::Stats(_) => json!({"path": path_json(path), "result": "unexpected"}),
+        Outcome::Pong { .. } | Outcome::Stats(_) => {
+            json!({"path": path_json(path), "result": "unexpected"})
+        }
     };
     value.to_string()
 }
 
 pub fn json_error(path: &Path, error: &ClientError) -> String {
-    json!({"path": path_json(path), "result": "unreachable", "message": error.to_string()}).to_string()
+    json!({"path": path_json(path), "result": "unreachable", "message": error.to_string()})
+        .to_string()
 }
 
 pub fn stats(s: &Stats) -> String {
@@ -128,7 +141,10 @@ pub fn stats(s: &Stats) -> String {
         "connections        accepted {} refused {}",
         s.connections_accepted, s.connections_refused
     );
-    let _ = writeln!(out, "latency (us)       p50 {p50} p90 {p90} p99 {p99} max {max}");
+    let _ = writeln!(
+        out,
+        "latency (us)       p50 {p50} p90 {p90} p99 {p99} max {max}"
+    );
     out
 }
 
@@ -143,7 +159,12 @@ pub fn prometheus(s: &Stats) -> String {
             let _ = writeln!(out, "vmrm_{name}{labels} {value}");
         }
     };
-    metric("uptime_seconds", "gauge", "Seconds since vmrmd started.", &[("", s.uptime_secs)]);
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since vmrmd started.",
+        &[("", s.uptime_secs)],
+    );
     metric(
         "requests_total",
         "counter",
@@ -157,9 +178,24 @@ pub fn prometheus(s: &Stats) -> String {
             ("{verdict=\"bad_request\"}", v.bad_request),
         ],
     );
-    metric("entries_removed_total", "counter", "Directory entries removed.", &[("", s.entries_removed)]);
-    metric("bytes_freed_total", "counter", "Bytes of storage freed.", &[("", s.bytes_freed)]);
-    metric("errors_total", "counter", "Individual removal failures.", &[("", s.errors)]);
+    metric(
+        "entries_removed_total",
+        "counter",
+        "Directory entries removed.",
+        &[("", s.entries_removed)],
+    );
+    metric(
+        "bytes_freed_total",
+        "counter",
+        "Bytes of storage freed.",
+        &[("", s.bytes_freed)],
+    );
+    metric(
+        "errors_total",
+        "counter",
+        "Individual removal failures.",
+        &[("", s.errors)],
+    );
     metric(
         "connections_total",
         "counter",

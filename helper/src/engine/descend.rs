@@ -58,11 +58,15 @@ pub(super) enum ReopenError {
 /// Re-open the parent of `child` through `..` and check it is the directory
 /// we closed, by device and inode. This is how the engine keeps a constant
 /// number of fds at any depth without trusting a path.
-pub(super) fn reopen_parent(child: BorrowedFd<'_>, expected: Identity) -> Result<OwnedFd, ReopenError> {
+pub(super) fn reopen_parent(
+    child: BorrowedFd<'_>,
+    expected: Identity,
+) -> Result<OwnedFd, ReopenError> {
     // Not RESOLVE_BENEATH: `..` is by definition not beneath the child. The
     // identity check below is what keeps us inside the tree.
     let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV | ResolveFlags::NO_MAGICLINKS;
-    let fd = openat2(child, c"..", dir_oflags(), Mode::empty(), resolve).map_err(ReopenError::Io)?;
+    let fd =
+        openat2(child, c"..", dir_oflags(), Mode::empty(), resolve).map_err(ReopenError::Io)?;
     match Identity::of(fd.as_fd()) {
         Ok(found) if found == expected => Ok(fd),
         Ok(_) => Err(ReopenError::Moved),

@@ -21,7 +21,13 @@ fn options(fd_ring: usize) -> WalkOptions {
 }
 
 fn open_dir(path: &std::path::Path) -> OwnedFd {
-    openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+    openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap()
 }
 
 fn count_entries(path: &std::path::Path) -> usize {
@@ -44,12 +50,19 @@ fn empties_a_mixed_tree_and_never_touches_link_targets() {
     symlink(outside.join("canary"), top.join("a/link-to-file")).unwrap();
     symlink("/nonexistent", top.join("dangling")).unwrap();
     fs::hard_link(outside.join("canary"), top.join("a/b/hardlink")).unwrap();
-    nix::unistd::mkfifo(&top.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    nix::unistd::mkfifo(
+        &top.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
     let _sock = std::os::unix::net::UnixListener::bind(top.join("qmp.sock")).unwrap();
 
     let fd = open_dir(&top);
     let mut report = Report::default();
-    assert!(empty_tree(fd.as_fd(), &options(32), &mut report), "{report:?}");
+    assert!(
+        empty_tree(fd.as_fd(), &options(32), &mut report),
+        "{report:?}"
+    );
     assert_eq!(count_entries(&top), 0);
     assert!(report.failures.is_empty());
     // 3 dirs + overlay + deep + 3 links + hardlink + fifo + socket
@@ -67,9 +80,22 @@ fn make_chain(top: &std::path::Path, depth: usize) {
     let mut fd = open_dir(top);
     for _ in 0..depth {
         mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
-        fd = openat(&fd, "d", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        fd = openat(
+            &fd,
+            "d",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
     }
-    fs::write(format!("/proc/self/fd/{}/leaf", std::os::fd::AsRawFd::as_raw_fd(&fd)), b"leaf").unwrap();
+    fs::write(
+        format!(
+            "/proc/self/fd/{}/leaf",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ),
+        b"leaf",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -80,7 +106,10 @@ fn removes_a_chain_far_deeper_than_its_fd_ring() {
     make_chain(&top, 3000);
     let fd = open_dir(&top);
     let mut report = Report::default();
-    assert!(empty_tree(fd.as_fd(), &options(4), &mut report), "{report:?}");
+    assert!(
+        empty_tree(fd.as_fd(), &options(4), &mut report),
+        "{report:?}"
+    );
     assert_eq!(report.stats.entries, 3001);
     assert_eq!(count_entries(&top), 0);
 }
@@ -101,7 +130,10 @@ fn wide_directories_with_subdirs_are_emptied() {
     }
     let fd = open_dir(&top);
     let mut report = Report::default();
-    assert!(empty_tree(fd.as_fd(), &options(2), &mut report), "{report:?}");
+    assert!(
+        empty_tree(fd.as_fd(), &options(2), &mut report),
+        "{report:?}"
+    );
     assert_eq!(report.stats.entries, 50 + 50 * 40 + 2000);
     assert_eq!(count_entries(&top), 0);
 }
@@ -144,6 +176,12 @@ fn top_open_refuses_symlinks_and_files() {
         open_top(prefix.as_fd(), &name("vm-none")).unwrap_err(),
         OpenTopError::NotFound
     );
-    assert_eq!(remove_top(prefix.as_fd(), &name("vm-dir")), TopRemoval::Removed);
-    assert_eq!(remove_top(prefix.as_fd(), &name("vm-dir")), TopRemoval::AlreadyGone);
+    assert_eq!(
+        remove_top(prefix.as_fd(), &name("vm-dir")),
+        TopRemoval::Removed
+    );
+    assert_eq!(
+        remove_top(prefix.as_fd(), &name("vm-dir")),
+        TopRemoval::AlreadyGone
+    );
 }

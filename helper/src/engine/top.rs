@@ -39,7 +39,10 @@ pub fn open_top(prefix: BorrowedFd<'_>, name: &CStr) -> Result<TopDir, OpenTopEr
         e => OpenTopError::Io(e),
     })?;
     let st = fstat(fd.as_fd()).map_err(OpenTopError::Io)?;
-    Ok(TopDir { fd, owner: st.st_uid })
+    Ok(TopDir {
+        fd,
+        owner: st.st_uid,
+    })
 }
 
 /// What happened to the emptied top directory.

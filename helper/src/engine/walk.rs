@@ -238,7 +238,9 @@ impl Walk<'_> {
             Err(Errno::NOENT) => {}
             // A mount point (bind mounts of the same device too): leave it
             // and everything under it, and say so.
-            Err(Errno::XDEV) => self.fail_here(depth, Some(&name), FailedOp::MountPoint, Errno::XDEV),
+            Err(Errno::XDEV) => {
+                self.fail_here(depth, Some(&name), FailedOp::MountPoint, Errno::XDEV)
+            }
             Err(e) => self.fail_here(depth, Some(&name), FailedOp::Open, e),
         }
     }
@@ -283,14 +285,21 @@ impl Walk<'_> {
                     self.first_open = depth;
                 }
                 Err(ReopenError::Moved) => {
-                    self.stack.push(Frame { fd: Slot::Open(child_fd), ..child });
+                    self.stack.push(Frame {
+                        fd: Slot::Open(child_fd),
+                        ..child
+                    });
                     let depth = self.stack.len() - 1;
                     let path = rel(&self.stack, depth, None);
-                    self.report.fail(FailedOp::Moved, Errno::XDEV.raw_os_error(), || path);
+                    self.report
+                        .fail(FailedOp::Moved, Errno::XDEV.raw_os_error(), || path);
                     return false;
                 }
                 Err(ReopenError::Io(e)) => {
-                    self.stack.push(Frame { fd: Slot::Open(child_fd), ..child });
+                    self.stack.push(Frame {
+                        fd: Slot::Open(child_fd),
+                        ..child
+                    });
                     let depth = self.stack.len() - 1;
                     let path = rel(&self.stack, depth, None);
                     self.report.fail(FailedOp::Open, e.raw_os_error(), || path);
@@ -310,16 +319,21 @@ impl Walk<'_> {
             Err(Errno::NOENT) => {}
             // Refilled while we emptied it: list it again, a bounded number
             // of times, so a tree that keeps growing cannot hold us forever.
-            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) if child.round + 1 < self.options.max_rounds => {
+            Err(Errno::NOTEMPTY) | Err(Errno::EXIST)
+                if child.round + 1 < self.options.max_rounds =>
+            {
                 match open_child(parent, &child.name) {
                     Ok(fd) => self.push(fd, child.name, child.round + 1),
                     Err(Errno::NOENT) => {}
                     Err(e) => self.fail_here(depth, Some(&child.name), FailedOp::Open, e),
                 }
             }
-            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => {
-                self.fail_here(depth, Some(&child.name), FailedOp::KeptGrowing, Errno::NOTEMPTY)
-            }
+            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => self.fail_here(
+                depth,
+                Some(&child.name),
+                FailedOp::KeptGrowing,
+                Errno::NOTEMPTY,
+            ),
             Err(e) => self.fail_here(depth, Some(&child.name), FailedOp::Rmdir, e),
         }
         true
@@ -351,7 +365,12 @@ fn rel(stack: &[Frame], depth: usize, name: Option<&CStr>) -> Vec<u8> {
 
 /// Unlink one non-directory without opening it (a FIFO or device is never
 /// opened, a hardlink's target is never modified). Returns bytes freed.
-fn unlink_entry(dir: BorrowedFd<'_>, name: &CStr, kind: FileType, count_bytes: bool) -> Result<u64, Errno> {
+fn unlink_entry(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    kind: FileType,
+    count_bytes: bool,
+) -> Result<u64, Errno> {
     let mut bytes = 0;
     if count_bytes && matches!(kind, FileType::RegularFile | FileType::Unknown) {
         if let Ok(st) = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {

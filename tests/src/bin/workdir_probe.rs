@@ -26,10 +26,13 @@ fn main() {
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
     let result = if use_async {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| {
-            eprintln!("runtime: {e}");
-            std::process::exit(1);
-        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| {
+                eprintln!("runtime: {e}");
+                std::process::exit(1);
+            });
         rt.block_on(wd.cleanup_async())
     } else {
         wd.cleanup()

@@ -1,0 +1,94 @@
+//! Issue 2, item 8: vmrmd holds CAP_DAC_OVERRIDE alone, with no_new_privs,
+//! however it was started.
+
+use vmrm_tests::{ids, require_root, tree, Daemon, DaemonOptions, Fixture};
+
+/// CAP_DAC_OVERRIDE is capability 1.
+const DAC_OVERRIDE_ONLY: &str = "0000000000000002";
+
+fn assert_least_privilege(d: &Daemon) {
+    for field in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(d.status_field(field), DAC_OVERRIDE_ONLY, "{field}");
+    }
+    assert_eq!(d.status_field("CapInh"), "0000000000000000");
+    assert_eq!(d.status_field("CapAmb"), "0000000000000000");
+    assert_eq!(d.status_field("NoNewPrivs"), "1");
+    let uid = ids::HELPER.to_string();
+    let uids: Vec<String> = d
+        .status_field("Uid")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(uids, vec![uid.clone(), uid.clone(), uid.clone(), uid]);
+    let groups = d.status_field("Groups");
+    assert!(groups.is_empty(), "supplementary groups kept: {groups}");
+    assert!(
+        d.log().contains("effective=cap_dac_override"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn started_through_setpriv_it_holds_dac_override_alone() {
+    if !require_root("started_through_setpriv_it_holds_dac_override_alone") {
+        return;
+    }
+    let f = Fixture::new();
+    let d = Daemon::start(&f, DaemonOptions::default());
+    assert_least_privilege(&d);
+}
+
+#[test]
+fn started_as_root_it_drops_to_its_user_and_dac_override_alone() {
+    if !require_root("started_as_root_it_drops_to_its_user_and_dac_override_alone") {
+        return;
+    }
+    let f = Fixture::new();
+    let d = Daemon::start(
+        &f,
+        DaemonOptions {
+            as_root: true,
+            ..Default::default()
+        },
+    );
+    assert_least_privilege(&d);
+    // And it still does its job on other users' files.
+    let dir = tree::vm_workdir(&f.plain, ids::TENANT_A);
+    let (code, stderr) = d.rm_as(ids::TENANT_A, &dir);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn without_dac_override_it_serves_and_warns() {
+    if !require_root("without_dac_override_it_serves_and_warns") {
+        return;
+    }
+    let f = Fixture::new();
+    let d = Daemon::start(
+        &f,
+        DaemonOptions {
+            args: vec![],
+            // setpriv without capabilities: run as the helper uid, nothing else.
+            ..Default::default()
+        },
+    );
+    drop(d);
+    let mut words = vmrm_tests::daemon::as_user(ids::HELPER);
+    words.push(vmrm_tests::binaries::vmrmd().display().to_string());
+    let out = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .args(["--config", "/dev/null", "--socket"])
+        .arg(f.base().join("run/nocaps.sock"))
+        .arg("--prefix")
+        .arg(&f.sticky)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+}
