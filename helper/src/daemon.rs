@@ -98,7 +98,8 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
             held.uid
         );
     }
-    let enforced = sandbox::apply(&config, source.file())?;
+    let reach = sandbox::Reach::new(&config, listener.bound_path.as_deref(), source.file());
+    let enforced = sandbox::apply(config.sandbox, &reach)?;
     tracing::info!(sandbox = %enforced, "self-sandbox");
 
     let service = Arc::new(Service::new(Policy { config, prefixes }));

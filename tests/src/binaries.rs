@@ -25,3 +25,9 @@ pub fn vmrm() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| build("vmrm", "vmrm"))
 }
+
+/// The test-only sandbox probe (see helper/src/bin/vmrmd-sandbox-probe.rs).
+pub fn sandbox_probe() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| build("vmrmd", "vmrmd-sandbox-probe"))
+}

@@ -72,6 +72,10 @@ impl Daemon {
             f.socket.display().to_string(),
             "--user".into(),
             ids::HELPER.to_string(),
+            // Every end-to-end test runs under the full self-sandbox, so a
+            // syscall or path the sandbox forgot shows up as a failure.
+            "--sandbox".into(),
+            "required".into(),
         ]);
         let prefixes = options
             .prefixes

@@ -1,0 +1,69 @@
+//! Landlock: the only filesystem access left is listing and removing beneath
+//! the prefixes, removing the socket vmrmd bound, and reading its config
+//! file and the user and group databases (for SIGHUP reloads). No TCP.
+
+use landlock::{
+    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+use super::{Reach, SandboxError};
+
+/// The newest ABI whose rights this file was written and tested against.
+const TARGET_ABI: ABI = ABI::V6;
+
+/// Files a reload may read besides the config file.
+const ID_DATABASES: &[&str] = &["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"];
+
+pub(super) fn restrict(reach: &Reach, required: bool) -> Result<String, SandboxError> {
+    let level = if required {
+        CompatLevel::HardRequirement
+    } else {
+        CompatLevel::BestEffort
+    };
+    let remove = AccessFs::ReadDir | AccessFs::RemoveDir | AccessFs::RemoveFile;
+    let read_file = AccessFs::ReadFile;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(level)
+        .handle_access(AccessFs::from_all(TARGET_ABI))
+        .and_then(|r| r.handle_access(AccessNet::from_all(TARGET_ABI)))
+        .and_then(|r| r.scope(Scope::from_all(TARGET_ABI)))
+        .and_then(|r| r.create())
+        .map_err(SandboxError::Landlock)?
+        .add_rules(path_beneath_rules(&reach.prefixes, remove))
+        .map_err(SandboxError::Landlock)?;
+    if let Some(dir) = &reach.socket_dir {
+        ruleset = ruleset
+            .add_rules(path_beneath_rules([dir], AccessFs::RemoveFile))
+            .map_err(SandboxError::Landlock)?;
+    }
+    // Reading is best effort even when required: a missing nsswitch.conf is
+    // no reason to refuse to start.
+    let readable: Vec<&std::path::Path> = reach
+        .config_file
+        .iter()
+        .map(|p| p.as_path())
+        .chain(ID_DATABASES.iter().map(std::path::Path::new))
+        .filter(|p| p.exists())
+        .collect();
+    ruleset = ruleset
+        .add_rules(path_beneath_rules(readable, read_file))
+        .map_err(SandboxError::Landlock)?;
+    let status = ruleset.restrict_self().map_err(SandboxError::Landlock)?;
+    let state = match status.ruleset {
+        RulesetStatus::FullyEnforced => "fully enforced",
+        RulesetStatus::PartiallyEnforced => "partially enforced",
+        RulesetStatus::NotEnforced => "not enforced",
+    };
+    let report = match status.landlock {
+        LandlockStatus::Available { effective_abi, .. } => {
+            format!("{state}, ABI {}", effective_abi as u32)
+        }
+        LandlockStatus::NotEnabled => format!("{state}, disabled at boot"),
+        LandlockStatus::NotImplemented => format!("{state}, not in this kernel"),
+    };
+    if required && status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(SandboxError::NotEnforced(format!("Landlock is {report}")));
+    }
+    Ok(report)
+}
