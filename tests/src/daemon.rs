@@ -24,6 +24,10 @@ pub struct DaemonOptions {
     pub args: Vec<String>,
     /// Replace the default prefixes (sticky and plain).
     pub prefixes: Option<Vec<PathBuf>>,
+    /// `--sandbox` mode; default `required`, so that every end-to-end test
+    /// runs under the full self-sandbox and a syscall or path it forgot
+    /// shows up as a failure.
+    pub sandbox: Option<&'static str>,
 }
 
 pub struct Daemon {
@@ -72,10 +76,8 @@ impl Daemon {
             f.socket.display().to_string(),
             "--user".into(),
             ids::HELPER.to_string(),
-            // Every end-to-end test runs under the full self-sandbox, so a
-            // syscall or path the sandbox forgot shows up as a failure.
             "--sandbox".into(),
-            "required".into(),
+            options.sandbox.unwrap_or("required").into(),
         ]);
         let prefixes = options
             .prefixes
@@ -131,6 +133,25 @@ impl Daemon {
         let mut options = vmrm::ClientOptions::with_socket(&self.socket);
         options.response_timeout = Duration::from_secs(120);
         vmrm::Client::with_options(options)
+    }
+
+    /// Peak and current resident memory (VmHWM, VmRSS) in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let kib = |field: &str| {
+            self.status_field(field)
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        };
+        (kib("VmHWM"), kib("VmRSS"))
+    }
+
+    /// Open fds right now.
+    pub fn open_fds(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// Whether the process still runs.

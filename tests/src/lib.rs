@@ -5,6 +5,7 @@
 //! Tests that need root call [`require_root`] first: without root they skip
 //! with a visible message, unless `CI` is set, where they fail instead.
 
+pub mod attack;
 pub mod binaries;
 pub mod daemon;
 pub mod fixture;

@@ -19,10 +19,20 @@ impl Report {
 
     /// Record a failure. `path` is only called while the list has room, so a
     /// million failures cost a million counter increments, not path builds.
+    ///
+    /// A failure that ended the walk (a moved directory, a tree that kept
+    /// growing, a limit) is always listed, displacing the last ordinary one,
+    /// so the reason a removal stopped is never among the omitted.
     pub fn fail(&mut self, op: FailedOp, errno: i32, path: impl FnOnce() -> Vec<u8>) {
         if self.failures.len() >= MAX_REPORTED_FAILURES {
+            let ends_walk = matches!(
+                op,
+                FailedOp::Moved | FailedOp::KeptGrowing | FailedOp::Limit
+            );
             self.omitted += 1;
-            return;
+            if !ends_walk || self.failures.pop().is_none() {
+                return;
+            }
         }
         let (path, path_truncated) = cut_path(path());
         self.failures.push(Failure {
@@ -72,6 +82,18 @@ mod tests {
         assert_eq!(r.failures.len(), MAX_REPORTED_FAILURES);
         assert_eq!(r.omitted, 10);
         assert_eq!(r.failure_count(), MAX_REPORTED_FAILURES as u64 + 10);
+    }
+
+    #[test]
+    fn the_reason_a_walk_stopped_is_always_listed() {
+        let mut r = Report::default();
+        for _ in 0..MAX_REPORTED_FAILURES + 10 {
+            r.fail(FailedOp::Unlink, 13, || b"x".to_vec());
+        }
+        r.fail(FailedOp::Moved, 18, || b"moved".to_vec());
+        assert_eq!(r.failures.len(), MAX_REPORTED_FAILURES);
+        assert_eq!(r.failures.last().unwrap().op, FailedOp::Moved);
+        assert_eq!(r.failure_count(), MAX_REPORTED_FAILURES as u64 + 11);
     }
 
     #[test]

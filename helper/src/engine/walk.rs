@@ -284,7 +284,14 @@ impl Walk<'_> {
                     self.stack[depth].fd = Slot::Open(fd);
                     self.first_open = depth;
                 }
-                Err(ReopenError::Moved) => {
+                // The parent cannot be verified: `..` is another directory
+                // now, or cannot even be opened (under Landlock, a subtree
+                // moved outside the prefixes gets EACCES here). Stop.
+                Err(err) => {
+                    let errno = match err {
+                        ReopenError::Moved => Errno::XDEV,
+                        ReopenError::Io(e) => e,
+                    };
                     self.stack.push(Frame {
                         fd: Slot::Open(child_fd),
                         ..child
@@ -292,17 +299,7 @@ impl Walk<'_> {
                     let depth = self.stack.len() - 1;
                     let path = rel(&self.stack, depth, None);
                     self.report
-                        .fail(FailedOp::Moved, Errno::XDEV.raw_os_error(), || path);
-                    return false;
-                }
-                Err(ReopenError::Io(e)) => {
-                    self.stack.push(Frame {
-                        fd: Slot::Open(child_fd),
-                        ..child
-                    });
-                    let depth = self.stack.len() - 1;
-                    let path = rel(&self.stack, depth, None);
-                    self.report.fail(FailedOp::Open, e.raw_os_error(), || path);
+                        .fail(FailedOp::Moved, errno.raw_os_error(), || path);
                     return false;
                 }
             }
