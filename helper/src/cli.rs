@@ -56,6 +56,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N")]
     pub max_connections: Option<usize>,
 
+    /// Connections one peer uid may hold at once.
+    #[arg(long, global = true, value_name = "N")]
+    pub max_connections_per_uid: Option<usize>,
+
     /// Removals run at once.
     #[arg(long, global = true, value_name = "N")]
     pub max_concurrent_removals: Option<usize>,
@@ -75,6 +79,10 @@ pub struct Cli {
     /// Listings of a directory that keeps refilling before giving up.
     #[arg(long, global = true, value_name = "N")]
     pub max_rounds: Option<u32>,
+
+    /// Directory levels a removal descends, at most.
+    #[arg(long, global = true, value_name = "N")]
+    pub max_depth: Option<usize>,
 
     /// Sweep orphaned workdirs this often (0 or absent: never).
     #[arg(long, global = true, value_name = "SECS")]
@@ -116,10 +124,12 @@ impl Cli {
             sandbox: self.sandbox,
             limits: LimitsFile {
                 max_connections: self.max_connections,
+                max_connections_per_uid: self.max_connections_per_uid,
                 max_concurrent_removals: self.max_concurrent_removals,
                 idle_timeout_secs: self.idle_timeout,
                 frame_timeout_secs: self.frame_timeout,
                 max_rounds: self.max_rounds,
+                max_depth: self.max_depth,
                 removal_deadline_secs: self.removal_deadline,
             },
             sweep: SweepFile {

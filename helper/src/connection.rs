@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
+use tokio::net::unix::UCred;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::timeout;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError};
 use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials, Uid};
@@ -18,7 +18,8 @@ use vmrm_proto::{
     ServerMessage, PROTOCOL_VERSION,
 };
 
-use crate::removal::{self, RemovalLimits};
+use crate::admission::Ticket;
+use crate::removal;
 use crate::service::Service;
 use crate::{audit, sys};
 
@@ -48,19 +49,9 @@ struct Conn {
     writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
 }
 
-/// Serve one accepted connection. `_permit` is its slot under the
-/// connection cap, released when this returns.
-pub async fn serve(service: Arc<Service>, stream: UnixStream, _permit: OwnedSemaphorePermit) {
-    // The kernel's record of who connected (SO_PEERCRED), taken at connect
-    // time: a peer that changes uid afterwards, or passes the socket on,
-    // is still judged as who it was.
-    let cred = match stream.peer_cred() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read peer credentials; closing");
-            return;
-        }
-    };
+/// Serve one accepted connection from the peer with credentials `cred`.
+/// `_ticket` is its place under the connection caps, given back on return.
+pub async fn serve(service: Arc<Service>, stream: UnixStream, cred: UCred, _ticket: Ticket) {
     let peer = PeerCredentials {
         uid: Uid(cred.uid()),
         gid: Gid(cred.gid()),
@@ -179,13 +170,8 @@ impl Conn {
         let policy = self.service.policy();
         let peer = self.peer;
         let path = path.to_vec();
-        let limits = RemovalLimits {
-            max_rounds: self.service.limits.max_rounds,
-            deadline: Instant::now() + self.service.limits.removal_deadline,
-            count_bytes: true,
-        };
         let job = tokio::task::spawn_blocking(move || {
-            removal::remove(&policy.config, &policy.prefixes, &peer, &path, &limits)
+            removal::remove(&policy.config, &policy.prefixes, &peer, &path)
         });
         match job.await {
             Ok(outcome) => outcome,

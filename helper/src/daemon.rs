@@ -163,8 +163,20 @@ fn reload(service: &Service, source: &ConfigSource) {
     });
     match result {
         Ok(policy) => {
-            if policy.config.limits != service.limits {
-                tracing::warn!("changed [limits] take effect only at restart");
+            let (old, new) = (&service.limits, &policy.config.limits);
+            if (
+                old.max_connections,
+                old.max_connections_per_uid,
+                old.max_concurrent_removals,
+            ) != (
+                new.max_connections,
+                new.max_connections_per_uid,
+                new.max_concurrent_removals,
+            ) || (old.idle_timeout, old.frame_timeout) != (new.idle_timeout, new.frame_timeout)
+            {
+                tracing::warn!(
+                    "changed connection caps, concurrency and timeouts take effect only at restart"
+                );
             }
             tracing::info!(
                 prefixes = %policy.config.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),

@@ -4,6 +4,7 @@
 //! `unsafe` lives only in [`sys`].
 #![deny(unsafe_code)]
 
+pub mod admission;
 pub mod audit;
 pub mod cli;
 pub mod connection;

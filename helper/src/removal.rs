@@ -61,23 +61,23 @@ pub struct PrefixOpenError {
     pub source: std::io::Error,
 }
 
-/// Bounds for one removal, from the config's limits.
-#[derive(Debug, Clone)]
-pub struct RemovalLimits {
-    pub max_rounds: u32,
-    pub deadline: Instant,
-    pub count_bytes: bool,
-}
-
-/// Handle one remove request for `peer`. Every refusal happens before the
-/// first byte is removed.
+/// Handle one remove request for `peer`, within `config.limits`. Every
+/// refusal happens before the first byte is removed.
 pub fn remove(
     config: &Config,
     prefixes: &PrefixDirs,
     peer: &PeerCredentials,
     path: &[u8],
-    limits: &RemovalLimits,
 ) -> Outcome {
+    let limits = &config.limits;
+    // The deadline runs from when the removal starts, not from the request.
+    let options = WalkOptions {
+        max_rounds: limits.max_rounds,
+        deadline: Instant::now() + limits.removal_deadline,
+        fd_ring: FD_RING,
+        max_depth: limits.max_depth,
+        count_bytes: true,
+    };
     // Invariant 1: `<prefix>/<one valid component>`, nothing else.
     let target = match config.target(path) {
         Ok(t) => t,
@@ -116,12 +116,6 @@ pub fn remove(
         return denied(d.reason, d.message);
     }
 
-    let options = WalkOptions {
-        max_rounds: limits.max_rounds,
-        deadline: limits.deadline,
-        fd_ring: FD_RING,
-        count_bytes: limits.count_bytes,
-    };
     let mut report = Report::default();
     for round in 1..=limits.max_rounds {
         if !engine::empty_tree(top.fd.as_fd(), &options, &mut report) {

@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use vmrm_proto::{encode, ProtocolErrorKind, ServerMessage};
 
+use crate::admission::Refusal;
 use crate::connection;
 use crate::service::Service;
 
@@ -36,14 +37,29 @@ pub async fn serve(
                 }
             },
         };
-        match Arc::clone(&service.connections).try_acquire_owned() {
-            Ok(permit) => {
-                service.stats.connection_accepted();
-                tokio::spawn(connection::serve(Arc::clone(&service), stream, permit));
+        // The kernel's record of who connected (SO_PEERCRED), taken at
+        // connect time: a peer that changes uid afterwards, or passes the
+        // socket on, is still judged as who it was.
+        let cred = match stream.peer_cred() {
+            Ok(cred) => cred,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read peer credentials; closing");
+                continue;
             }
-            Err(_) => {
+        };
+        match service.admission.admit(cred.uid()) {
+            Ok(ticket) => {
+                service.stats.connection_accepted();
+                tokio::spawn(connection::serve(
+                    Arc::clone(&service),
+                    stream,
+                    cred,
+                    ticket,
+                ));
+            }
+            Err(refusal) => {
                 service.stats.connection_refused();
-                tokio::spawn(refuse_busy(stream));
+                tokio::spawn(refuse_busy(stream, refusal));
             }
         }
     }
@@ -51,10 +67,16 @@ pub async fn serve(
 }
 
 /// Over the connection cap: say so and close, without waiting on the peer.
-async fn refuse_busy(mut stream: tokio::net::UnixStream) {
+async fn refuse_busy(mut stream: tokio::net::UnixStream, refusal: Refusal) {
+    let message = match refusal {
+        Refusal::Full => "vmrmd is at its connection limit; retry later",
+        Refusal::UidFull => {
+            "this uid holds as many connections as vmrmd allows one uid; close some"
+        }
+    };
     let msg = ServerMessage::Error {
         kind: ProtocolErrorKind::Busy,
-        message: "vmrmd is at its connection limit; retry later".into(),
+        message: message.into(),
     };
     if let Ok(frame) = encode(&msg) {
         let _ = tokio::time::timeout(Duration::from_millis(100), stream.write_all(&frame)).await;

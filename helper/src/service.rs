@@ -4,6 +4,8 @@
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::Semaphore;
+
+use crate::admission::Admission;
 use vmrm_policy::{Config, Limits};
 
 use crate::removal::PrefixDirs;
@@ -22,7 +24,7 @@ pub struct Service {
     /// Fixed at start: caps are sized once, a reload does not resize them.
     pub limits: Limits,
     pub removals: Semaphore,
-    pub connections: Arc<Semaphore>,
+    pub admission: Admission,
     pub stats: Stats,
 }
 
@@ -31,7 +33,7 @@ impl Service {
         let limits = policy.config.limits.clone();
         Service {
             removals: Semaphore::new(limits.max_concurrent_removals),
-            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            admission: Admission::new(limits.max_connections, limits.max_connections_per_uid),
             limits,
             policy: RwLock::new(Arc::new(policy)),
             stats: Stats::new(),

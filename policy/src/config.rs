@@ -109,10 +109,12 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
     pub max_connections: Option<usize>,
+    pub max_connections_per_uid: Option<usize>,
     pub max_concurrent_removals: Option<usize>,
     pub idle_timeout_secs: Option<u64>,
     pub frame_timeout_secs: Option<u64>,
     pub max_rounds: Option<u32>,
+    pub max_depth: Option<usize>,
     pub removal_deadline_secs: Option<u64>,
 }
 
@@ -129,6 +131,9 @@ pub struct SweepFile {
 pub struct Limits {
     /// Open client connections at once; more are told "busy" and closed.
     pub max_connections: usize,
+    /// Open connections of one peer uid at once, so that one tenant's idle
+    /// connections cannot take every slot from the others.
+    pub max_connections_per_uid: usize,
     /// Removals running at once; more wait their turn.
     pub max_concurrent_removals: usize,
     /// A connection with no request for this long is closed.
@@ -139,6 +144,11 @@ pub struct Limits {
     /// How many times one directory is listed again when it keeps getting
     /// new entries during removal, before the helper gives up on it.
     pub max_rounds: u32,
+    /// Directory levels below the top a removal descends, at most. Landlock
+    /// checks every removal by walking up to the rule's directory, so under
+    /// the sandbox a removal at depth d costs O(d) and a chain O(d²): this
+    /// bounds that work (8192 levels: seconds).
+    pub max_depth: usize,
     /// Wall-clock bound on one removal.
     pub removal_deadline: Duration,
 }
@@ -147,10 +157,12 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 256,
+            max_connections_per_uid: 32,
             max_concurrent_removals: 4,
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(5),
             max_rounds: 8,
+            max_depth: 8192,
             removal_deadline: Duration::from_secs(600),
         }
     }
@@ -266,6 +278,10 @@ impl ConfigFile {
             sandbox: over.sandbox.or(self.sandbox),
             limits: LimitsFile {
                 max_connections: over.limits.max_connections.or(self.limits.max_connections),
+                max_connections_per_uid: over
+                    .limits
+                    .max_connections_per_uid
+                    .or(self.limits.max_connections_per_uid),
                 max_concurrent_removals: over
                     .limits
                     .max_concurrent_removals
@@ -279,6 +295,7 @@ impl ConfigFile {
                     .frame_timeout_secs
                     .or(self.limits.frame_timeout_secs),
                 max_rounds: over.limits.max_rounds.or(self.limits.max_rounds),
+                max_depth: over.limits.max_depth.or(self.limits.max_depth),
                 removal_deadline_secs: over
                     .limits
                     .removal_deadline_secs
@@ -387,6 +404,11 @@ impl Config {
                 "max_connections",
                 l.max_connections.unwrap_or(defaults.max_connections),
             )?,
+            max_connections_per_uid: nonzero(
+                "max_connections_per_uid",
+                l.max_connections_per_uid
+                    .unwrap_or(defaults.max_connections_per_uid),
+            )?,
             max_concurrent_removals: nonzero(
                 "max_concurrent_removals",
                 l.max_concurrent_removals
@@ -403,6 +425,7 @@ impl Config {
                 defaults.frame_timeout,
             )?,
             max_rounds: nonzero("max_rounds", l.max_rounds.unwrap_or(defaults.max_rounds))?,
+            max_depth: nonzero("max_depth", l.max_depth.unwrap_or(defaults.max_depth))?,
             removal_deadline: secs(
                 "removal_deadline_secs",
                 l.removal_deadline_secs,
@@ -487,14 +510,6 @@ pub(crate) mod tests {
                 IdSpec::Name(_) => None,
             }
         }
-    }
-
-    pub(crate) fn config_with_prefixes(prefixes: &[&str]) -> Config {
-        let file = ConfigFile {
-            prefixes: Some(prefixes.iter().map(PathBuf::from).collect()),
-            ..ConfigFile::default()
-        };
-        Config::resolve(file, &Table).unwrap()
     }
 
     #[test]

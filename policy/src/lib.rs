@@ -11,6 +11,7 @@ mod config;
 mod denial;
 mod grammar;
 mod ids;
+pub mod oracle;
 mod prefix;
 mod tenancy;
 

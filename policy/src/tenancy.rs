@@ -78,7 +78,7 @@ pub fn authorize_owner(peer: &PeerCredentials, owner: Uid) -> Result<(), Denial>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests::config_with_prefixes;
+    use crate::oracle::config_with_prefixes;
 
     fn peer(uid: u32, gid: u32) -> PeerCredentials {
         PeerCredentials {

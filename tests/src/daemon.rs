@@ -131,7 +131,7 @@ impl Daemon {
     /// A library client in the test process (peer uid 0).
     pub fn client(&self) -> vmrm::Client {
         let mut options = vmrm::ClientOptions::with_socket(&self.socket);
-        options.response_timeout = Duration::from_secs(120);
+        options.response_timeout = Duration::from_secs(660);
         vmrm::Client::with_options(options)
     }
 

@@ -71,6 +71,24 @@ impl Fixture {
         }
     }
 
+    /// A fresh tmpfs (mode 1777, like /tmp) mounted at `<base>/<name>`, for
+    /// trees too big to build quickly on disk; unmounted on drop.
+    pub fn tmpfs(&self, name: &str, max_inodes: u64) -> PathBuf {
+        let target = self.base().join(name);
+        fs::create_dir(&target).unwrap();
+        let options = format!("mode=1777,size=8g,nr_inodes={max_inodes}");
+        mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .unwrap();
+        self.mounts.borrow_mut().push(target.clone());
+        target
+    }
+
     /// Bind-mount `source` on `target`; undone when the fixture drops.
     pub fn bind_mount(&self, source: &Path, target: &Path) {
         mount(

@@ -272,11 +272,13 @@ fn a_tree_that_keeps_growing_ends_with_a_truthful_report() {
             let dir = top.join("grow");
             let mut i = 0u64;
             move || {
-                // Keep refilling: new files and new subdirectories.
-                let _ = fs::create_dir_all(&dir);
+                // Keep refilling: new files and new subdirectories, but never
+                // re-create the top once it is gone (that would be a new tree).
+                let _ = fs::create_dir(&dir);
                 let _ = fs::write(dir.join(format!("n{i}")), b"");
                 if i % 50 == 0 {
-                    let _ = fs::create_dir_all(dir.join(format!("s{i}/t")));
+                    let sub = dir.join(format!("s{i}"));
+                    let _ = fs::create_dir(&sub).and_then(|()| fs::create_dir(sub.join("t")));
                 }
                 i += 1;
             }

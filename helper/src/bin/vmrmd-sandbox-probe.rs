@@ -82,6 +82,7 @@ fn main() -> ExitCode {
         max_rounds: 2,
         deadline: Instant::now() + Duration::from_secs(30),
         fd_ring: 8,
+        max_depth: 64,
         count_bytes: false,
     };
     let mut report = Report::default();

@@ -16,6 +16,7 @@ fn options(fd_ring: usize) -> WalkOptions {
         max_rounds: 4,
         deadline: Instant::now() + Duration::from_secs(120),
         fd_ring,
+        max_depth: 100_000,
         count_bytes: true,
     }
 }

@@ -28,6 +28,9 @@ pub struct WalkOptions {
     pub deadline: Instant,
     /// Directory fds held open below the top, at most.
     pub fd_ring: usize,
+    /// Levels below the top the walk descends; deeper directories are left
+    /// in place and reported as a `limit` failure (ENAMETOOLONG).
+    pub max_depth: usize,
     /// Stat regular files before unlinking them to count the bytes freed.
     pub count_bytes: bool,
 }
@@ -221,6 +224,10 @@ impl Walk<'_> {
     /// Open the child `name` of the current directory and make it current.
     fn descend(&mut self, name: CString) {
         let depth = self.stack.len() - 1;
+        if depth >= self.options.max_depth {
+            self.fail_here(depth, Some(&name), FailedOp::Limit, Errno::NAMETOOLONG);
+            return;
+        }
         let parent = self.fd_of(depth);
         match open_child(parent, &name) {
             Ok(fd) => {

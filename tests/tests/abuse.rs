@@ -1,0 +1,161 @@
+//! Issue 3: protocol abuse over raw sockets. Other clients must still be
+//! served within a bound, and the helper's memory must stay bounded.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use vmrm_proto::{
+    decode, encode, read_frame, ClientMessage, ProtocolErrorKind, Request, ServerMessage,
+    PROTOCOL_VERSION,
+};
+use vmrm_tests::{ids, require_root, tree, Daemon, DaemonOptions, Fixture};
+
+/// Resident memory vmrmd may reach under abuse.
+const RSS_CAP_KIB: u64 = 32 * 1024;
+
+fn served_quickly(f: &Fixture, d: &Daemon) -> Duration {
+    let started = Instant::now();
+    let dir = tree::vm_workdir(&f.sticky, ids::TENANT_A);
+    let (code, stderr) = d.rm_as(ids::TENANT_A, &dir);
+    assert_eq!(code, 0, "{stderr}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "a tenant waited {took:?}");
+    took
+}
+
+fn hello() -> Vec<u8> {
+    encode(&ClientMessage::Hello {
+        version: PROTOCOL_VERSION,
+    })
+    .unwrap()
+}
+
+#[test]
+fn thousands_of_idle_connections_do_not_starve_others() {
+    if !require_root("thousands_of_idle_connections_do_not_starve_others") {
+        return;
+    }
+    let f = Fixture::new();
+    let d = Daemon::start(&f, DaemonOptions::default());
+    let mut idle = Vec::new();
+    let mut busy = 0;
+    for i in 0..3000 {
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        if i % 2 == 0 {
+            let _ = s.write_all(&hello());
+        }
+        idle.push(s);
+    }
+    // Past the per-uid cap (32) the attacker's connections are told "busy"
+    // and closed; the tenant, another uid, still gets in.
+    std::thread::sleep(Duration::from_millis(500));
+    for s in &mut idle {
+        s.set_nonblocking(true).unwrap();
+        if let Ok(Some(payload)) = read_frame(s) {
+            if let Ok(ServerMessage::Error {
+                kind: ProtocolErrorKind::Busy,
+                ..
+            }) = decode(&payload)
+            {
+                busy += 1;
+            }
+        }
+    }
+    let took = served_quickly(&f, &d);
+    let (peak, _) = d.memory_kib();
+    eprintln!(
+        "3000 idle connections: {busy} told busy, tenant served in {took:?}, peak RSS {peak} KiB"
+    );
+    assert!(busy >= 2900, "{busy}");
+    assert!(peak < RSS_CAP_KIB, "peak RSS {peak} KiB");
+}
+
+#[test]
+fn a_trickling_client_is_cut_and_others_are_served() {
+    if !require_root("a_trickling_client_is_cut_and_others_are_served") {
+        return;
+    }
+    let f = Fixture::new();
+    let d = Daemon::start(
+        &f,
+        DaemonOptions {
+            args: vec!["--frame-timeout".into(), "2".into()],
+            ..Default::default()
+        },
+    );
+    let frame = hello();
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let started = Instant::now();
+    let mut cut = false;
+    for byte in &frame {
+        if s.write_all(&[*byte]).is_err() {
+            cut = true;
+            break;
+        }
+        served_quickly(&f, &d);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // Either the writes failed, or the helper answered with a timeout error.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    let timed_out = reply.windows(5).any(|w| w == b"frame");
+    assert!(cut || timed_out || reply.is_empty(), "{reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    served_quickly(&f, &d);
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_and_memory_stays_bounded() {
+    if !require_root("a_client_that_never_reads_is_dropped_and_memory_stays_bounded") {
+        return;
+    }
+    let f = Fixture::new();
+    let d = Daemon::start(
+        &f,
+        DaemonOptions {
+            args: vec!["--frame-timeout".into(), "2".into()],
+            ..Default::default()
+        },
+    );
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.write_all(&hello()).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Pipeline requests without ever reading the answers.
+    let mut sent = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        let frame = encode(&ClientMessage::Request {
+            id: sent,
+            request: Request::Stats,
+        })
+        .unwrap();
+        if s.write_all(&frame).is_err() {
+            break;
+        }
+        sent += 1;
+        if sent % 1000 == 0 {
+            served_quickly(&f, &d);
+        }
+    }
+    served_quickly(&f, &d);
+    let (peak, _) = d.memory_kib();
+    eprintln!("never-reading client: {sent} requests pipelined, peak RSS {peak} KiB");
+    assert!(peak < RSS_CAP_KIB, "peak RSS {peak} KiB");
+    // The helper gave up on it: reading now ends in EOF after what it sent.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut frames = 0;
+    while let Ok(Some(payload)) = read_frame(&mut s) {
+        if matches!(
+            decode::<ServerMessage>(&payload),
+            Ok(ServerMessage::Response { .. })
+        ) {
+            frames += 1;
+        }
+    }
+    assert!(
+        (frames as u64) < sent,
+        "all {sent} answered; the connection was never dropped"
+    );
+}
