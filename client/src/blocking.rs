@@ -6,7 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use vmrm_proto::{
-    decode, encode, read_frame, FrameError, Outcome, Request, RequestId, ServerMessage, Stats,
+    decode, encode, read_frame, FrameError, Outcome, RemovalStats, Request, RequestId,
+    ServerMessage, Stats,
 };
 
 use crate::session::{self, ClientOptions, Next};
@@ -46,13 +47,17 @@ impl Client {
     pub fn remove(&mut self, path: &Path) -> Result<Outcome, ClientError> {
         let bytes = session::path_bytes(path);
         let mut attempt = 1;
+        let mut earlier = RemovalStats::default();
         loop {
             let outcome = self.call(Request::Remove {
                 path: bytes.clone(),
             })?;
-            match session::finish(path, outcome, attempt) {
+            match session::finish(path, session::with_earlier(outcome, earlier), attempt) {
                 Next::Done(outcome) => return Ok(outcome),
-                Next::AskAgain => attempt += 1,
+                Next::AskAgain(so_far) => {
+                    earlier = so_far;
+                    attempt += 1;
+                }
             }
         }
     }

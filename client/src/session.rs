@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vmrm_proto::{
-    ClientMessage, FailedOp, Failure, Outcome, Request, RequestId, ServerMessage, PROTOCOL_VERSION,
+    ClientMessage, FailedOp, Failure, Outcome, RemovalStats, Request, RequestId, ServerMessage,
+    PROTOCOL_VERSION,
 };
 
 use crate::ClientError;
@@ -118,8 +119,31 @@ pub(crate) fn path_bytes(path: &Path) -> Vec<u8> {
 /// What to do with a helper answer to a remove request.
 pub(crate) enum Next {
     Done(Outcome),
-    /// The top was refilled before we could remove it: ask again.
-    AskAgain,
+    /// The top was refilled before we could remove it: ask again. Carries
+    /// what the helper removed so far, to add to the final count.
+    AskAgain(RemovalStats),
+}
+
+/// Add what earlier rounds removed to an outcome's counts.
+pub(crate) fn with_earlier(outcome: Outcome, earlier: RemovalStats) -> Outcome {
+    let add = |s: RemovalStats| RemovalStats {
+        entries: s.entries + earlier.entries,
+        bytes: s.bytes + earlier.bytes,
+    };
+    match outcome {
+        Outcome::Removed(s) => Outcome::Removed(add(s)),
+        Outcome::Emptied(s) => Outcome::Emptied(add(s)),
+        Outcome::Failed {
+            stats,
+            failures,
+            omitted,
+        } => Outcome::Failed {
+            stats: add(stats),
+            failures,
+            omitted,
+        },
+        other => other,
+    }
 }
 
 /// Finish an `Emptied` outcome: we own the top directory and the helper has
@@ -136,7 +160,7 @@ pub(crate) fn finish(path: &Path, outcome: Outcome, attempt: u32) -> Next {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Next::Done(Outcome::Removed(stats)),
         Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempt < FINISH_ATTEMPTS => {
-            Next::AskAgain
+            Next::AskAgain(stats)
         }
         Err(e) => Next::Done(Outcome::Failed {
             stats,

@@ -11,7 +11,8 @@ use tokio::sync::Mutex;
 use tokio::time::timeout;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use vmrm_proto::{
-    codec, decode, encode_payload, ClientMessage, Outcome, Request, RequestId, ServerMessage, Stats,
+    codec, decode, encode_payload, ClientMessage, Outcome, RemovalStats, Request, RequestId,
+    ServerMessage, Stats,
 };
 
 use crate::session::{self, ClientOptions, Next};
@@ -47,6 +48,7 @@ impl AsyncClient {
     pub async fn remove(&self, path: &Path) -> Result<Outcome, ClientError> {
         let bytes = session::path_bytes(path);
         let mut attempt = 1;
+        let mut earlier = RemovalStats::default();
         loop {
             let outcome = self
                 .call(Request::Remove {
@@ -55,9 +57,12 @@ impl AsyncClient {
                 .await?;
             // A single rmdir of an empty directory: too small to be worth a
             // trip to the blocking pool.
-            match session::finish(path, outcome, attempt) {
+            match session::finish(path, session::with_earlier(outcome, earlier), attempt) {
                 Next::Done(outcome) => return Ok(outcome),
-                Next::AskAgain => attempt += 1,
+                Next::AskAgain(so_far) => {
+                    earlier = so_far;
+                    attempt += 1;
+                }
             }
         }
     }
