@@ -24,6 +24,8 @@ pub struct DaemonOptions {
     pub args: Vec<String>,
     /// Replace the default prefixes (sticky and plain).
     pub prefixes: Option<Vec<PathBuf>>,
+    /// Through `setpriv` as `ids::HELPER` but with no capability at all.
+    pub no_caps: bool,
     /// `--sandbox` mode; default `required`, so that every end-to-end test
     /// runs under the full self-sandbox and a syscall or path it forgot
     /// shows up as a failure.
@@ -54,7 +56,9 @@ impl Daemon {
         if let Some(n) = options.nofile {
             words.extend(["prlimit".into(), format!("--nofile={n}:{n}"), "--".into()]);
         }
-        if !options.as_root {
+        if options.no_caps {
+            words.extend(as_user(ids::HELPER));
+        } else if !options.as_root {
             // As a service manager with AmbientCapabilities would start it.
             let h = ids::HELPER;
             words.extend([

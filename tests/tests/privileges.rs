@@ -65,30 +65,21 @@ fn without_dac_override_it_serves_and_warns() {
         return;
     }
     let f = Fixture::new();
+    // Without CAP_DAC_OVERRIDE it needs a socket directory of its own.
+    std::os::unix::fs::lchown(f.base().join("run"), Some(ids::HELPER), None).unwrap();
     let d = Daemon::start(
         &f,
         DaemonOptions {
-            args: vec![],
-            // setpriv without capabilities: run as the helper uid, nothing else.
+            no_caps: true,
             ..Default::default()
         },
     );
-    drop(d);
-    let mut words = vmrm_tests::daemon::as_user(ids::HELPER);
-    words.push(vmrm_tests::binaries::vmrmd().display().to_string());
-    let out = std::process::Command::new(&words[0])
-        .args(&words[1..])
-        .args(["--config", "/dev/null", "--socket"])
-        .arg(f.base().join("run/nocaps.sock"))
-        .arg("--prefix")
-        .arg(&f.sticky)
-        .arg("check-config")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+    assert_eq!(d.status_field("CapEff"), "0000000000000000");
+    assert!(d.log().contains("running without CAP_DAC_OVERRIDE"), "{}", d.log());
+    // It serves: a request for another user's files is judged and tried,
+    // and fails truthfully on what its own uid cannot remove.
+    let dir = tree::vm_workdir(&f.plain, ids::TENANT_A);
+    let (code, stderr) = d.rm_as(ids::TENANT_A, &dir);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
 }
