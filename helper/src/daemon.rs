@@ -136,6 +136,7 @@ async fn serve(
             }
         })
     };
+    let sweeper = tokio::spawn(crate::sweeper::run(Arc::clone(&service)));
     crate::notify::ready();
     let watchdog = crate::notify::spawn_watchdog();
     let shutdown = async move {
@@ -147,6 +148,7 @@ async fn serve(
     };
     server::serve(service, listener, shutdown).await;
     reloader.abort();
+    sweeper.abort();
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -20,4 +20,5 @@ pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod stats;
+pub mod sweeper;
 pub mod sys;

@@ -1,16 +1,16 @@
 //! The checked entry point: one remove request, judged by policy and carried
 //! out by the engine.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
-use vmrm_policy::{authorize_owner, Config, PeerCredentials, Uid};
+use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials, Uid};
 use vmrm_proto::{DenyReason, FailedOp, Outcome};
 
-use crate::engine::{self, OpenTopError, Report, TopRemoval, WalkOptions};
+use crate::engine::{self, OpenTopError, Report, TopDir, TopRemoval, WalkOptions};
 
 /// Directory fds of the configured prefixes, opened once at start (and on
 /// reload), in the order of [`Config::prefixes`].
@@ -69,15 +69,6 @@ pub fn remove(
     peer: &PeerCredentials,
     path: &[u8],
 ) -> Outcome {
-    let limits = &config.limits;
-    // The deadline runs from when the removal starts, not from the request.
-    let options = WalkOptions {
-        max_rounds: limits.max_rounds,
-        deadline: Instant::now() + limits.removal_deadline,
-        fd_ring: FD_RING,
-        max_depth: limits.max_depth,
-        count_bytes: true,
-    };
     // Invariant 1: `<prefix>/<one valid component>`, nothing else.
     let target = match config.target(path) {
         Ok(t) => t,
@@ -116,17 +107,41 @@ pub fn remove(
         return denied(d.reason, d.message);
     }
 
+    remove_opened(&config.limits, prefix, &name, &top)
+}
+
+/// Empty and remove a top directory already opened (and authorized) as
+/// `name` under `prefix`, within `limits`. Shared by requests and the
+/// orphan sweeper.
+pub fn remove_opened(
+    limits: &Limits,
+    prefix: BorrowedFd<'_>,
+    name: &CStr,
+    top: &TopDir,
+) -> Outcome {
+    // The deadline runs from when the removal starts, not from the request.
+    let options = WalkOptions {
+        max_rounds: limits.max_rounds,
+        deadline: Instant::now() + limits.removal_deadline,
+        fd_ring: FD_RING,
+        max_depth: limits.max_depth,
+        count_bytes: true,
+    };
     let mut report = Report::default();
     for round in 1..=limits.max_rounds {
         if !engine::empty_tree(top.fd.as_fd(), &options, &mut report) {
             return failed(report);
         }
-        match engine::remove_top(prefix, &name) {
-            TopRemoval::Removed | TopRemoval::AlreadyGone => {
+        match engine::remove_top(prefix, name) {
+            TopRemoval::Removed => {
                 report.stats.entries += 1;
                 return Outcome::Removed(report.stats);
             }
+            // Someone renamed or removed the emptied directory meanwhile: it
+            // is gone from the prefix either way.
+            TopRemoval::AlreadyGone => return Outcome::Removed(report.stats),
             TopRemoval::LeftForOwner => return Outcome::Emptied(report.stats),
+            // Refilled after we emptied it: go again, a bounded number of times.
             TopRemoval::Failed(Errno::NOTEMPTY) if round < limits.max_rounds => continue,
             TopRemoval::Failed(Errno::NOTEMPTY) => {
                 report.fail(

@@ -24,6 +24,12 @@ pub struct DaemonOptions {
     pub args: Vec<String>,
     /// Replace the default prefixes (sticky and plain).
     pub prefixes: Option<Vec<PathBuf>>,
+    /// Started by `systemd-socket-activate`, as a service manager would.
+    pub activate: bool,
+    /// A config file instead of none (`/dev/null`).
+    pub config: Option<PathBuf>,
+    /// Extra environment, such as NOTIFY_SOCKET.
+    pub env: Vec<(String, String)>,
     /// Through `setpriv` as `ids::HELPER` but with no capability at all.
     pub no_caps: bool,
     /// `--sandbox` mode; default `required`, so that every end-to-end test
@@ -53,6 +59,18 @@ pub fn as_user(uid: u32) -> Vec<String> {
 impl Daemon {
     pub fn start(f: &Fixture, options: DaemonOptions) -> Daemon {
         let mut words: Vec<String> = Vec::new();
+        if options.activate {
+            words.extend([
+                "systemd-socket-activate".into(),
+                "--listen".into(),
+                f.socket.display().to_string(),
+            ]);
+            // It passes its child only the environment it is told to.
+            for (k, v) in &options.env {
+                words.push(format!("--setenv={k}={v}"));
+            }
+            words.push("--".into());
+        }
         if let Some(n) = options.nofile {
             words.extend(["prlimit".into(), format!("--nofile={n}:{n}"), "--".into()]);
         }
@@ -75,7 +93,10 @@ impl Daemon {
         words.push(binaries::vmrmd().display().to_string());
         words.extend([
             "--config".into(),
-            "/dev/null".into(),
+            options
+                .config
+                .as_ref()
+                .map_or("/dev/null".into(), |p| p.display().to_string()),
             "--socket".into(),
             f.socket.display().to_string(),
             "--user".into(),
@@ -96,6 +117,7 @@ impl Daemon {
         let log_file = fs::File::create(&log).unwrap();
         let child = Command::new(&words[0])
             .args(&words[1..])
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -106,12 +128,28 @@ impl Daemon {
             socket: f.socket.clone(),
             log,
         };
-        daemon.wait_ready();
+        daemon.wait_ready(options.activate);
         daemon
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, activated: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
+        if activated {
+            // The activator creates the socket with its umask; let the
+            // tenants' uids connect, as SocketMode=0660 plus a group would.
+            while !self.socket.exists() {
+                assert!(
+                    Instant::now() < deadline,
+                    "no socket from systemd-socket-activate"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            fs::set_permissions(
+                &self.socket,
+                std::os::unix::fs::PermissionsExt::from_mode(0o666),
+            )
+            .unwrap();
+        }
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("vmrmd exited during start-up ({status}):\n{}", self.log());

@@ -75,7 +75,11 @@ fn without_dac_override_it_serves_and_warns() {
         },
     );
     assert_eq!(d.status_field("CapEff"), "0000000000000000");
-    assert!(d.log().contains("running without CAP_DAC_OVERRIDE"), "{}", d.log());
+    assert!(
+        d.log().contains("running without CAP_DAC_OVERRIDE"),
+        "{}",
+        d.log()
+    );
     // It serves: a request for another user's files is judged and tried,
     // and fails truthfully on what its own uid cannot remove.
     let dir = tree::vm_workdir(&f.plain, ids::TENANT_A);

@@ -3,6 +3,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{fstat, unlinkat, AtFlags};
 use rustix::io::Errno;
@@ -16,6 +17,8 @@ pub struct TopDir {
     /// Owner uid from `fstat` on the fd: the kernel's word about the inode
     /// we hold, not about whatever the path names by now.
     pub owner: u32,
+    /// The later of its modification and status-change times.
+    pub changed: SystemTime,
 }
 
 /// Why the top directory could not be opened.
@@ -39,9 +42,11 @@ pub fn open_top(prefix: BorrowedFd<'_>, name: &CStr) -> Result<TopDir, OpenTopEr
         e => OpenTopError::Io(e),
     })?;
     let st = fstat(fd.as_fd()).map_err(OpenTopError::Io)?;
+    let secs = u64::try_from(st.st_mtime.max(st.st_ctime)).unwrap_or(0);
     Ok(TopDir {
         fd,
         owner: st.st_uid,
+        changed: UNIX_EPOCH + Duration::from_secs(secs),
     })
 }
 

@@ -7,10 +7,27 @@ use landlock::{
     Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
+use std::path::Path;
+
 use super::{Reach, SandboxError};
 
 /// The newest ABI whose rights this file was written and tested against.
 const TARGET_ABI: ABI = ABI::V6;
+
+/// What a reload may read of the config: its dedicated directory
+/// (`/etc/vmrm/`, as installed), so that a file replaced by an editor's
+/// rename (a new inode) is still readable; anywhere else only the file
+/// itself, since with CAP_DAC_OVERRIDE read access to a shared directory
+/// such as `/etc` would cover `/etc/shadow`.
+fn config_readable(file: &Path) -> &Path {
+    match file.parent() {
+        Some(dir) if dir.file_name().is_some_and(|n| n == CONFIG_DIR_NAME) => dir,
+        _ => file,
+    }
+}
+
+/// The name of vmrmd's dedicated config directory.
+const CONFIG_DIR_NAME: &str = "vmrm";
 
 /// Files a reload may read besides the config file.
 const ID_DATABASES: &[&str] = &["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"];
@@ -39,11 +56,11 @@ pub(super) fn restrict(reach: &Reach, required: bool) -> Result<String, SandboxE
     }
     // Reading is best effort even when required: a missing nsswitch.conf is
     // no reason to refuse to start.
-    let readable: Vec<&std::path::Path> = reach
-        .config_file
+    let config_reach = reach.config_file.as_deref().map(config_readable);
+    let readable: Vec<&Path> = config_reach
         .iter()
-        .map(|p| p.as_path())
-        .chain(ID_DATABASES.iter().map(std::path::Path::new))
+        .copied()
+        .chain(ID_DATABASES.iter().map(Path::new))
         .filter(|p| p.exists())
         .collect();
     ruleset = ruleset
