@@ -6,10 +6,24 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use vmrm_policy::{ConfigFile, IdSpec, LimitsFile, SandboxMode, SweepFile};
 
-/// Remove tenants' VM working directories race-safely, with
-/// CAP_DAC_OVERRIDE as the only privilege.
+/// Signals and files, shown in `--help` and the man page.
+const AFTER_HELP: &str = "\
+Signals:
+  SIGHUP   reload the configuration; an invalid one is refused, loudly, and
+           the running one kept
+  SIGTERM, SIGINT
+           stop accepting, finish removals in flight (30 s at most), exit
+Files:
+  /etc/vmrm/vmrmd.toml   the configuration (when --config is not given)
+  /run/vmrmd/vmrmd.sock  the default socket";
+
 #[derive(Debug, Parser)]
-#[command(name = "vmrmd", version, about, long_about = None)]
+#[command(
+    name = "vmrmd",
+    version,
+    about = "Remove tenants' VM working directories race-safely, with CAP_DAC_OVERRIDE as the only privilege",
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
     /// Config file (TOML). Default: /etc/vmrm/vmrmd.toml if it exists,
     /// else built-in defaults.

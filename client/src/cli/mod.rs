@@ -6,49 +6,11 @@ mod render;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use vmrm::args::{Cli, Command};
 use vmrm::{Client, ClientOptions, Outcome};
 
 pub use exit::Status;
-
-/// Remove VM working directories through the vmrmd helper.
-#[derive(Debug, Parser)]
-#[command(name = "vmrm", version, about, long_about = None)]
-struct Cli {
-    /// vmrmd's socket [default: $VMRM_SOCKET, else /run/vmrmd/vmrmd.sock]
-    #[arg(long, global = true, value_name = "PATH")]
-    socket: Option<PathBuf>,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Remove directory trees, like `rm -rf`, through vmrmd.
-    Rm {
-        /// Treat a path that does not exist as removed (like `rm -f`).
-        #[arg(short, long)]
-        force: bool,
-        /// Accepted for drop-in use as `rm -rf`; removal is always recursive.
-        #[arg(short = 'r', short_alias = 'R', long = "recursive", hide = true)]
-        _recursive: bool,
-        /// One JSON object per path on stdout.
-        #[arg(long)]
-        json: bool,
-        /// Directories to remove: `<prefix>/vm-...`.
-        #[arg(required = true, value_name = "PATH")]
-        paths: Vec<PathBuf>,
-    },
-    /// Check that vmrmd answers.
-    Ping,
-    /// Show vmrmd's counters and latencies since it started.
-    Stats {
-        /// Prometheus text format (for node-exporter's textfile collector).
-        #[arg(long)]
-        prometheus: bool,
-    },
-}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
