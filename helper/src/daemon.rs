@@ -103,9 +103,12 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
     tracing::info!(sandbox = %enforced, "self-sandbox");
 
     let service = Arc::new(Service::new(Policy { config, prefixes }));
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Two workers: removals run in place on a worker (block_in_place), and
+    // the runtime keeps serving other connections on the other.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
-        .max_blocking_threads(service.limits.max_concurrent_removals + 1)
+        .max_blocking_threads(service.limits.max_concurrent_removals + 2)
         .build()
         .map_err(StartError::Runtime)?;
     let result = runtime.block_on(serve(Arc::clone(&service), &listener, source));

@@ -129,7 +129,7 @@ pub fn remove_opened(
     };
     let mut report = Report::default();
     for round in 1..=limits.max_rounds {
-        if !engine::empty_tree(top.fd.as_fd(), &options, &mut report) {
+        if !engine::empty_tree_parallel(top.fd.as_fd(), &options, &mut report) {
             return failed(report);
         }
         match engine::remove_top(prefix, name) {

@@ -8,10 +8,12 @@
 //! holds a bounded number of fds and bytes of memory whatever the tree.
 
 mod descend;
+mod fanout;
 mod report;
 mod top;
 mod walk;
 
+pub use fanout::empty_tree_parallel;
 pub use report::Report;
 pub use top::{open_top, remove_top, OpenTopError, TopDir, TopRemoval};
 pub use walk::{empty_tree, WalkOptions};

@@ -186,3 +186,27 @@ fn top_open_refuses_symlinks_and_files() {
         TopRemoval::AlreadyGone
     );
 }
+
+#[test]
+fn many_subdirectories_are_emptied_in_parallel() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-fan");
+    for d in 0..40 {
+        let dir = top.join(format!("d{d}/inner"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..30 {
+            fs::write(dir.join(format!("f{f}")), b"").unwrap();
+        }
+    }
+    fs::write(top.join("loose"), b"").unwrap();
+    symlink("/", top.join("d0/root-link")).unwrap();
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    assert!(
+        empty_tree_parallel(fd.as_fd(), &options(8), &mut report),
+        "{report:?}"
+    );
+    assert_eq!(report.stats.entries, 40 * 2 + 40 * 30 + 2);
+    assert_eq!(count_entries(&top), 0);
+    assert!(report.failures.is_empty());
+}

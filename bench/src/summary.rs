@@ -1,0 +1,46 @@
+//! Medians, percentiles and formatting of durations.
+
+use std::time::Duration;
+
+/// The `q` quantile (0..=1) of `samples`, nearest rank.
+pub fn quantile(samples: &[Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+pub fn median(samples: &[Duration]) -> Duration {
+    quantile(samples, 0.5)
+}
+
+/// The median of ratios a[i]/b[i], pair by pair (same iteration, same
+/// moment of machine noise).
+pub fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(_, b)| !b.is_zero())
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    if ratios.is_empty() {
+        return f64::NAN;
+    }
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
+/// A duration in the unit that reads best.
+pub fn show(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.0} µs", s * 1e6)
+    }
+}

@@ -1,0 +1,101 @@
+//! The worker: runs as the benchmark's service uid and removes what the
+//! orchestrator names, the ways a service would, timing each.
+//!
+//! Commands, one per stdin line, each answered with one line of
+//! nanoseconds: `lib PATH`, `cli PATH`, `sudo PATH`, `many-lib N FILE`,
+//! `many-sudo N FILE` (FILE lists paths; N concurrent clients).
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use vmrm::{Client, ClientOptions, Outcome};
+
+pub fn run(socket: &Path, vmrm_bin: &Path) {
+    let mut client = Client::with_options(ClientOptions::with_socket(socket));
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let started = Instant::now();
+        let ok = match words.as_slice() {
+            ["ping"] => client.ping().is_ok(),
+            ["lib", path] => matches!(client.remove(Path::new(path)), Ok(Outcome::Removed(_))),
+            ["cli", path] => status(
+                Command::new(vmrm_bin)
+                    .arg("--socket")
+                    .arg(socket)
+                    .args(["rm", path]),
+            ),
+            ["sudo", path] => status(Command::new("sudo").args(["-n", "/usr/bin/rm", "-rf", path])),
+            ["many-lib", n, file] => many(n, file, |path| {
+                thread_local! {
+                    static CLIENT: std::cell::RefCell<Option<Client>> = const { std::cell::RefCell::new(None) };
+                }
+                CLIENT.with(|c| {
+                    let mut c = c.borrow_mut();
+                    let client = c.get_or_insert_with(|| {
+                        Client::with_options(ClientOptions::with_socket(socket))
+                    });
+                    matches!(client.remove(path), Ok(Outcome::Removed(_)))
+                })
+            }),
+            ["many-sudo", n, file] => many(n, file, |path| {
+                status(
+                    Command::new("sudo")
+                        .args(["-n", "/usr/bin/rm", "-rf"])
+                        .arg(path),
+                )
+            }),
+            ["quit"] => break,
+            _ => false,
+        };
+        let ns = started.elapsed().as_nanos();
+        let reply = if ok {
+            format!("{ns}\n")
+        } else {
+            format!("error {line}\n")
+        };
+        if out
+            .write_all(reply.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+fn status(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `n` threads take paths from `file` until none are left.
+fn many(n: &str, file: &str, remove: impl Fn(&Path) -> bool + Sync) -> bool {
+    let n: usize = n.parse().unwrap_or(1);
+    let paths: Vec<PathBuf> = std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+    let next = AtomicUsize::new(0);
+    let failures = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(p) = paths.get(i) else { break };
+                if !remove(p) {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    failures.load(Ordering::Relaxed) == 0
+}
