@@ -20,7 +20,7 @@ fn served_quickly(f: &Fixture, d: &Daemon) -> Duration {
     let (code, stderr) = d.rm_as(ids::TENANT_A, &dir);
     assert_eq!(code, 0, "{stderr}");
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "a tenant waited {took:?}");
+    assert!(took < Duration::from_secs(10), "a tenant waited {took:?}");
     took
 }
 
