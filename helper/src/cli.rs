@@ -98,6 +98,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N")]
     pub max_depth: Option<usize>,
 
+    /// Stat files to report bytes freed (true or false).
+    #[arg(long, global = true, value_name = "BOOL")]
+    pub count_bytes: Option<bool>,
+
     /// Sweep orphaned workdirs this often (0 or absent: never).
     #[arg(long, global = true, value_name = "SECS")]
     pub sweep_interval: Option<u64>,
@@ -144,6 +148,7 @@ impl Cli {
                 frame_timeout_secs: self.frame_timeout,
                 max_rounds: self.max_rounds,
                 max_depth: self.max_depth,
+                count_bytes: self.count_bytes,
                 removal_deadline_secs: self.removal_deadline,
             },
             sweep: SweepFile {

@@ -125,7 +125,7 @@ pub fn remove_opened(
         deadline: Instant::now() + limits.removal_deadline,
         fd_ring: FD_RING,
         max_depth: limits.max_depth,
-        count_bytes: true,
+        count_bytes: limits.count_bytes,
     };
     let mut report = Report::default();
     for round in 1..=limits.max_rounds {

@@ -115,6 +115,7 @@ pub struct LimitsFile {
     pub frame_timeout_secs: Option<u64>,
     pub max_rounds: Option<u32>,
     pub max_depth: Option<usize>,
+    pub count_bytes: Option<bool>,
     pub removal_deadline_secs: Option<u64>,
 }
 
@@ -149,6 +150,9 @@ pub struct Limits {
     /// the sandbox a removal at depth d costs O(d) and a chain O(d²): this
     /// bounds that work (8192 levels: seconds).
     pub max_depth: usize,
+    /// Stat each regular file before unlinking it, to report bytes freed.
+    /// About a tenth of the time of a flat directory of empty files.
+    pub count_bytes: bool,
     /// Wall-clock bound on one removal.
     pub removal_deadline: Duration,
 }
@@ -163,6 +167,7 @@ impl Default for Limits {
             frame_timeout: Duration::from_secs(5),
             max_rounds: 8,
             max_depth: 8192,
+            count_bytes: true,
             removal_deadline: Duration::from_secs(600),
         }
     }
@@ -296,6 +301,7 @@ impl ConfigFile {
                     .or(self.limits.frame_timeout_secs),
                 max_rounds: over.limits.max_rounds.or(self.limits.max_rounds),
                 max_depth: over.limits.max_depth.or(self.limits.max_depth),
+                count_bytes: over.limits.count_bytes.or(self.limits.count_bytes),
                 removal_deadline_secs: over
                     .limits
                     .removal_deadline_secs
@@ -426,6 +432,7 @@ impl Config {
             )?,
             max_rounds: nonzero("max_rounds", l.max_rounds.unwrap_or(defaults.max_rounds))?,
             max_depth: nonzero("max_depth", l.max_depth.unwrap_or(defaults.max_depth))?,
+            count_bytes: l.count_bytes.unwrap_or(defaults.count_bytes),
             removal_deadline: secs(
                 "removal_deadline_secs",
                 l.removal_deadline_secs,

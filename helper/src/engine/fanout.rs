@@ -19,6 +19,7 @@ use rustix::fs::{seek, unlinkat, AtFlags, FileType, RawDir, SeekFrom};
 use vmrm_proto::FailedOp;
 
 use super::descend::open_child;
+use super::walk::unlink_entry;
 use super::{empty_tree, Report, WalkOptions};
 
 /// Fan out only over at least this many subdirectories: below it, thread
@@ -50,7 +51,7 @@ pub fn empty_tree_parallel(
 ) -> bool {
     let workers = workers();
     if workers > 1 {
-        let subdirs = subdirectories(top);
+        let subdirs = first_pass(top, options, report);
         if subdirs.len() >= MIN_SUBDIRS {
             fan_out(top, &subdirs, options, workers.min(subdirs.len()), report);
         }
@@ -58,8 +59,10 @@ pub fn empty_tree_parallel(
     empty_tree(top, options, report)
 }
 
-/// Names of the top's entries the kernel types as directories.
-fn subdirectories(top: BorrowedFd<'_>) -> Vec<CString> {
+/// One listing of the top: non-directories are unlinked on the way (so the
+/// listing is never wasted on a flat directory), directories collected for
+/// the workers. Failures are left for the sequential pass to meet and report.
+fn first_pass(top: BorrowedFd<'_>, options: &WalkOptions, report: &mut Report) -> Vec<CString> {
     let mut names = Vec::new();
     if seek(top, SeekFrom::Start(0)).is_err() {
         return names;
@@ -68,11 +71,18 @@ fn subdirectories(top: BorrowedFd<'_>) -> Vec<CString> {
     let mut listing = RawDir::new(top, &mut buf);
     while let Some(Ok(entry)) = listing.next() {
         let name = entry.file_name();
-        if entry.file_type() == FileType::Directory && name != c"." && name != c".." {
-            names.push(name.to_owned());
-            if names.len() >= MAX_SUBDIRS {
-                break;
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if entry.file_type() == FileType::Directory {
+            if names.len() < MAX_SUBDIRS {
+                names.push(name.to_owned());
             }
+            continue;
+        }
+        if let Ok(bytes) = unlink_entry(top, name, entry.file_type(), options.count_bytes) {
+            report.stats.entries += 1;
+            report.stats.bytes += bytes;
         }
     }
     names

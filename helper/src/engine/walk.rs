@@ -369,7 +369,7 @@ fn rel(stack: &[Frame], depth: usize, name: Option<&CStr>) -> Vec<u8> {
 
 /// Unlink one non-directory without opening it (a FIFO or device is never
 /// opened, a hardlink's target is never modified). Returns bytes freed.
-fn unlink_entry(
+pub(super) fn unlink_entry(
     dir: BorrowedFd<'_>,
     name: &CStr,
     kind: FileType,
