@@ -6,7 +6,7 @@ use std::os::unix::fs::lchown;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use vmrm_tests::{binaries, daemon::as_user, ids, require_root, Daemon, DaemonOptions, Fixture};
+use vmrm_tests::{daemon::as_user, ids, require_root, Daemon, DaemonOptions, Fixture};
 
 fn probe(mode: &str) {
     let f = Fixture::new();
@@ -45,7 +45,6 @@ fn probe(mode: &str) {
     assert!(status.success(), "{rest}");
     assert_eq!(rest.trim(), "cleaned");
     assert!(!dir.exists());
-    let _ = binaries::vmrm();
 }
 
 #[test]
