@@ -7,13 +7,17 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "SKIPPED smoke test: needs root"
   exit 0
 fi
-cargo build --release -p vmrmd -p vmrm
+# Built one package at a time, as `cargo run -p vmrmd` resolves features, so
+# that the run below starts at once instead of compiling again.
+cargo build --release -p vmrmd
+cargo build --release -p vmrm
 log=$(mktemp)
 cargo run --release -q -p vmrmd 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
   ./target/release/vmrm ping >/dev/null 2>&1 && break
+  kill -0 "$pid" 2>/dev/null || { echo "vmrmd exited:"; cat "$log"; exit 1; }
   sleep 0.1
 done
 ./target/release/vmrm ping
