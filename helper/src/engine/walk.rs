@@ -47,8 +47,9 @@ struct Frame {
     /// Its name in the parent (empty for the top).
     name: CString,
     /// Where to resume listing after coming back from a child: the d_off
-    /// cookie of the entry after that child.
-    cookie: u64,
+    /// cookie of the entry after that child. `None` for a directory just
+    /// opened, whose fd is at its start already (saves a seek per level).
+    resume: Option<u64>,
     /// Listings so far (a refilled directory is listed again).
     round: u32,
     /// Something beneath could not be removed, so this directory cannot be
@@ -82,7 +83,8 @@ pub fn empty_tree(top: BorrowedFd<'_>, options: &WalkOptions, report: &mut Repor
         stack: vec![Frame {
             fd: Slot::Top,
             name: CString::default(),
-            cookie: 0,
+            // The caller may have listed the top already: always seek.
+            resume: Some(0),
             round: 0,
             failed: false,
         }],
@@ -112,7 +114,7 @@ impl Walk<'_> {
             match self.scan_current() {
                 Step::Descend { name, cookie } => {
                     let depth = self.stack.len() - 1;
-                    self.stack[depth].cookie = cookie;
+                    self.stack[depth].resume = Some(cookie);
                     self.descend(name);
                 }
                 Step::Done => {
@@ -137,15 +139,16 @@ impl Walk<'_> {
         }
     }
 
-    /// List the current directory from its cookie, unlinking every
+    /// List the current directory from where it was left, unlinking every
     /// non-directory, until a subdirectory (to descend into) or the end.
     fn scan_current(&mut self) -> Step {
         let depth = self.stack.len() - 1;
-        let cookie = self.stack[depth].cookie;
-        let fd = self.fd_of(depth);
-        if let Err(e) = seek(fd, SeekFrom::Start(cookie)) {
-            self.fail_here(depth, None, FailedOp::ReadDir, e);
-            return Step::Done;
+        if let Some(cookie) = self.stack[depth].resume {
+            let fd = self.fd_of(depth);
+            if let Err(e) = seek(fd, SeekFrom::Start(cookie)) {
+                self.fail_here(depth, None, FailedOp::ReadDir, e);
+                return Step::Done;
+            }
         }
         // Split borrows: the listing borrows `buf`, the actions `report`.
         let Walk {
@@ -256,7 +259,7 @@ impl Walk<'_> {
         self.stack.push(Frame {
             fd: Slot::Open(fd),
             name,
-            cookie: 0,
+            resume: None,
             round,
             failed: false,
         });
