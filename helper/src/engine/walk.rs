@@ -131,12 +131,7 @@ impl Walk<'_> {
     }
 
     fn fd_of(&self, depth: usize) -> BorrowedFd<'_> {
-        match &self.stack[depth].fd {
-            Slot::Open(fd) => fd.as_fd(),
-            Slot::Top => self.top,
-            // `ascend` re-opens a frame before it becomes current.
-            Slot::Closed(_) => unreachable!("walk reached a closed frame"),
-        }
+        frame_fd(&self.stack[depth], self.top)
     }
 
     /// List the current directory from where it was left, unlinking every
@@ -160,11 +155,7 @@ impl Walk<'_> {
             top,
             ..
         } = self;
-        let fd = match &stack[depth].fd {
-            Slot::Open(fd) => fd.as_fd(),
-            Slot::Top => *top,
-            Slot::Closed(_) => unreachable!("walk reached a closed frame"),
-        };
+        let fd = frame_fd(&stack[depth], *top);
         let mut listing = RawDir::new(fd, buf.spare_capacity_mut());
         let mut failed = false;
         let step = loop {
@@ -350,6 +341,16 @@ impl Walk<'_> {
         let path = rel(&self.stack, depth, name);
         self.report.fail(op, e.raw_os_error(), || path);
         self.stack[depth].failed = true;
+    }
+}
+
+/// The fd of a frame that is (or is about to be) listed.
+fn frame_fd<'a>(frame: &'a Frame, top: BorrowedFd<'a>) -> BorrowedFd<'a> {
+    match &frame.fd {
+        Slot::Open(fd) => fd.as_fd(),
+        Slot::Top => top,
+        // `ascend` re-opens a frame before it becomes current.
+        Slot::Closed(_) => unreachable!("walk reached a closed frame"),
     }
 }
 
