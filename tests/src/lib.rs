@@ -2,8 +2,10 @@
 //! `vmrmd` started as an unprivileged numeric uid holding only
 //! CAP_DAC_OVERRIDE, clients run as other numeric uids, canaries outside.
 //!
-//! Tests that need root call [`require_root`] first: without root they skip
-//! with a visible message, unless `CI` is set, where they fail instead.
+//! Tests that need root are marked `#[ignore = "needs root"]`, so a plain
+//! `cargo nextest run` lists them as skipped; `--run-ignored all` (as CI
+//! does, as root) runs them. Each calls [`require_root`] first, so run
+//! without root they fail with the reason instead of passing untested.
 
 pub mod attack;
 pub mod binaries;
@@ -26,15 +28,11 @@ pub mod ids {
     pub const QEMU_VM: u32 = 61_003;
 }
 
-/// True when the test may run. Skips loudly without root, fails under CI.
-pub fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
+/// Fails the test, saying why, unless it runs as root.
+pub fn require_root() {
     assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} needs root, and CI is set: run the suite as root"
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (real uids, setpriv, mounts): run it as root, \
+         e.g. `sudo cargo nextest run --workspace --run-ignored all`"
     );
-    eprintln!("SKIPPED {test}: needs root (real uids, setpriv, mounts); run as root to include it");
-    false
 }

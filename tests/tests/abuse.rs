@@ -32,10 +32,9 @@ fn hello() -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn thousands_of_idle_connections_do_not_starve_others() {
-    if !require_root("thousands_of_idle_connections_do_not_starve_others") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let d = Daemon::start(&f, DaemonOptions::default());
     let mut idle = Vec::new();
@@ -72,10 +71,9 @@ fn thousands_of_idle_connections_do_not_starve_others() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_trickling_client_is_cut_and_others_are_served() {
-    if !require_root("a_trickling_client_is_cut_and_others_are_served") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let d = Daemon::start(
         &f,
@@ -116,10 +114,9 @@ fn a_trickling_client_is_cut_and_others_are_served() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_client_that_never_reads_is_dropped_and_memory_stays_bounded() {
-    if !require_root("a_client_that_never_reads_is_dropped_and_memory_stays_bounded") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let d = Daemon::start(
         &f,

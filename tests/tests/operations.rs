@@ -42,10 +42,9 @@ fn expect_notify(sock: &UnixDatagram, want: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn socket_activated_it_serves_notifies_and_feeds_the_watchdog() {
-    if !require_root("socket_activated_it_serves_notifies_and_feeds_the_watchdog") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let (notify, notify_path) = notify_socket(&f);
     let mut d = Daemon::start(
@@ -90,10 +89,9 @@ fn wait_log(d: &Daemon, needle: &str, times: usize) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sighup_swaps_the_policy_and_keeps_the_old_one_when_the_new_is_invalid() {
-    if !require_root("sighup_swaps_the_policy_and_keeps_the_old_one_when_the_new_is_invalid") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let etc = f.base().join("etc/vmrm");
     fs::create_dir_all(&etc).unwrap();
@@ -159,10 +157,9 @@ fn sighup_swaps_the_policy_and_keeps_the_old_one_when_the_new_is_invalid() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn stats_count_every_verdict_and_export_prometheus_text() {
-    if !require_root("stats_count_every_verdict_and_export_prometheus_text") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let d = Daemon::start(&f, DaemonOptions::default());
     let dir = tree::vm_workdir(&f.plain, ids::TENANT_A);
@@ -234,10 +231,9 @@ fn live_workdir(f: &Fixture, d: &Daemon) -> (Child, PathBuf) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_sweeper_removes_workdirs_of_killed_owners_and_never_live_ones() {
-    if !require_root("the_sweeper_removes_workdirs_of_killed_owners_and_never_live_ones") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let d = Daemon::start(
         &f,

@@ -30,20 +30,18 @@ fn assert_least_privilege(d: &Daemon) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn started_through_setpriv_it_holds_dac_override_alone() {
-    if !require_root("started_through_setpriv_it_holds_dac_override_alone") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let d = Daemon::start(&f, DaemonOptions::default());
     assert_least_privilege(&d);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn started_as_root_it_drops_to_its_user_and_dac_override_alone() {
-    if !require_root("started_as_root_it_drops_to_its_user_and_dac_override_alone") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let d = Daemon::start(
         &f,
@@ -60,10 +58,9 @@ fn started_as_root_it_drops_to_its_user_and_dac_override_alone() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn without_dac_override_it_serves_and_warns() {
-    if !require_root("without_dac_override_it_serves_and_warns") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     // Without CAP_DAC_OVERRIDE it needs a socket directory of its own.
     std::os::unix::fs::lchown(f.base().join("run"), Some(ids::HELPER), None).unwrap();

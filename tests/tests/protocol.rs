@@ -54,10 +54,9 @@ fn still_serving(f: &Fixture, d: &Daemon) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bad_frames_get_an_error_and_the_helper_keeps_serving() {
-    if !require_root("bad_frames_get_an_error_and_the_helper_keeps_serving") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let d = Daemon::start(
         &f,
@@ -151,10 +150,9 @@ fn bad_frames_get_an_error_and_the_helper_keeps_serving() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn over_the_connection_cap_clients_are_told_busy() {
-    if !require_root("over_the_connection_cap_clients_are_told_busy") {
-        return;
-    }
+    require_root();
     let f = Fixture::new();
     let d = Daemon::start(
         &f,
