@@ -58,7 +58,9 @@ pub struct Cli {
     #[arg(long = "allow-group", global = true, value_name = "GROUP")]
     pub allow_groups: Vec<IdSpec>,
 
-    /// User to become when started as root (default nobody).
+    /// User to become when started as root (default vmrmd, a dedicated
+    /// system account; naming a shared one such as nobody is allowed, with a
+    /// warning).
     #[arg(long, global = true, value_name = "USER")]
     pub user: Option<IdSpec>,
 
@@ -110,6 +112,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SECS")]
     pub sweep_grace: Option<u64>,
 
+    /// Workdirs examined per prefix per sweep, at most (default 10000).
+    #[arg(long, global = true, value_name = "N")]
+    pub sweep_max_candidates: Option<usize>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -154,6 +160,7 @@ impl Cli {
             sweep: SweepFile {
                 interval_secs: self.sweep_interval,
                 grace_secs: self.sweep_grace,
+                max_candidates: self.sweep_max_candidates,
             },
         }
     }

@@ -11,6 +11,7 @@ use crate::cli::{Cli, Command};
 use crate::ids::SystemIds;
 use crate::listener::{ListenError, Listener};
 use crate::privileges::{self, PrivilegeError};
+use crate::trusted::{self, Owners, TrustError};
 use crate::removal::{PrefixDirs, PrefixOpenError};
 use crate::service::{Policy, Service};
 use crate::{sandbox, server};
@@ -20,6 +21,8 @@ use crate::{sandbox, server};
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("refusing the config file: {0}")]
+    ConfigTrust(#[from] TrustError),
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error(transparent)]
@@ -61,12 +64,18 @@ impl ConfigSource {
         }
     }
 
-    pub fn load(&self) -> Result<Config, ConfigError> {
+    /// Read (through [`trusted::read_config`]: owned by root or vmrmd's
+    /// uid, not writable by others, no symlink), parse and validate. The same
+    /// checks run at start and on every reload.
+    pub fn load(&self) -> Result<Config, StartError> {
         let base = match self.file() {
-            Some(path) => ConfigFile::read(path)?,
+            Some(path) => {
+                let text = trusted::read_config(path, &Owners::root_and_self(None))?;
+                ConfigFile::parse(&text, path)?
+            }
             None => ConfigFile::default(),
         };
-        Config::load(base.overlay(self.flags.clone()), &SystemIds)
+        Ok(Config::load(base.overlay(self.flags.clone()), &SystemIds)?)
     }
 }
 
@@ -81,7 +90,15 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
 
     let listener = Listener::open(&config)?;
     let prefixes = PrefixDirs::open(&config)?;
-    let held = privileges::drop_privileges(config.user)?;
+    let held = privileges::drop_privileges(config.user, &config.user_spec.to_string())?;
+    if held.uid == vmrm_policy::OVERFLOW_UID {
+        tracing::warn!(
+            uid = held.uid.0,
+            "RUNNING AS A SHARED ACCOUNT (nobody): any other process of this uid can signal, \
+             prlimit or stop vmrmd and stall every tenant; create a dedicated account: \
+             useradd --system --no-create-home --shell /usr/sbin/nologin vmrmd"
+        );
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         held = %held,
@@ -98,7 +115,11 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
             held.uid
         );
     }
-    let reach = sandbox::Reach::new(&config, listener.bound_path.as_deref(), source.file());
+    let socket_dir = match &listener.dir {
+        Some(dir) => Some(dir.fd.try_clone().map_err(StartError::Runtime)?),
+        None => None,
+    };
+    let reach = sandbox::Reach::new(&config, socket_dir, source.file());
     let enforced = sandbox::apply(config.sandbox, &reach)?;
     tracing::info!(sandbox = %enforced, "self-sandbox");
 
@@ -162,7 +183,7 @@ async fn serve(
 /// is valid, and say loudly when the old one stays.
 fn reload(service: &Service, source: &ConfigSource) {
     crate::notify::reloading();
-    let result = source.load().map_err(|e| e.to_string()).and_then(|config| {
+    let result = source.load().map_err(|e| explain_reload_error(&e)).and_then(|config| {
         let prefixes = PrefixDirs::open(&config).map_err(|e| e.to_string())?;
         Ok(Policy { config, prefixes })
     });
@@ -194,6 +215,29 @@ fn reload(service: &Service, source: &ConfigSource) {
     crate::notify::ready();
 }
 
+/// A reload failure, with a hint when the cause is the self-sandbox: an
+/// EACCES under Landlock means the new config or a prefix is outside what
+/// vmrmd may reach since start, which only a restart changes.
+fn explain_reload_error(e: &StartError) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    let mut denied = false;
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            denied |= io.raw_os_error() == Some(libc::EACCES);
+        }
+        source = s.source();
+    }
+    if denied {
+        format!(
+            "{e} (EACCES from vmrmd's self-sandbox, most likely: since start vmrmd may read only \
+             its config file and the user database, and reach only the prefixes it started with; \
+             restart vmrmd (systemctl restart vmrmd) to use a new file location or new prefixes)"
+        )
+    } else {
+        e.to_string()
+    }
+}
+
 fn print_config(source: &ConfigSource, c: &Config) {
     match source.file() {
         Some(p) => println!("config file: {}", p.display()),
@@ -213,10 +257,17 @@ fn print_config(source: &ConfigSource, c: &Config) {
     println!("name prefix: {}", c.name_prefix);
     println!("allow uids: {}", list(&c.allow_uids));
     println!("allow groups: {}", list(&c.allow_groups));
-    println!(
-        "user when started as root: {} (uid {}, gid {})",
-        c.user_spec, c.user.0, c.user.1
-    );
+    match c.user {
+        Some((uid, gid)) => println!(
+            "user when started as root: {} (uid {uid}, gid {gid})",
+            c.user_spec
+        ),
+        None => println!(
+            "user when started as root: {} (does not exist: create it, or set user; \
+             starting as root will be refused)",
+            c.user_spec
+        ),
+    }
     println!("sandbox: {:?}", c.sandbox);
     println!("limits: {:?}", c.limits);
     match c.sweep.interval {

@@ -22,3 +22,4 @@ pub mod service;
 pub mod stats;
 pub mod sweeper;
 pub mod sys;
+pub mod trusted;

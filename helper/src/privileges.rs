@@ -44,6 +44,13 @@ pub enum PrivilegeError {
     },
     #[error("still running as uid 0 after switching to uid {0}")]
     StillRoot(Uid),
+    #[error(
+        "started as root, but the service user {0:?} does not exist. vmrmd needs an account of \
+         its own, so that no other process can signal, prlimit or stop it. Either create it: \
+         `useradd --system --no-create-home --shell /usr/sbin/nologin {0}`, or knowingly share \
+         an existing account: `--user nobody` (or `user = \"nobody\"` in the config)"
+    )]
+    NoServiceUser(String),
 }
 
 /// Refuse to run when the kernel flagged this exec as secure (setuid,
@@ -75,6 +82,7 @@ pub struct Held {
     pub bounding: CapsHashSet,
     pub ambient: CapsHashSet,
     pub no_new_privs: bool,
+    pub dumpable: bool,
 }
 
 impl Held {
@@ -90,6 +98,7 @@ impl Held {
             bounding: read(CapSet::Bounding, "read the bounding capability set")?,
             ambient: read(CapSet::Ambient, "read the ambient capability set")?,
             no_new_privs: nix::sys::prctl::get_no_new_privs().unwrap_or(false),
+            dumpable: nix::sys::prctl::get_dumpable().unwrap_or(true),
         })
     }
 
@@ -113,14 +122,16 @@ impl fmt::Display for Held {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "uid={} gid={} effective={} permitted={} bounding={} ambient={} no_new_privs={}",
+            "uid={} gid={} effective={} permitted={} bounding={} ambient={} no_new_privs={} \
+             dumpable={}",
             self.uid,
             self.gid,
             names(&self.effective),
             names(&self.permitted),
             names(&self.bounding),
             names(&self.ambient),
-            self.no_new_privs
+            self.no_new_privs,
+            self.dumpable
         )
     }
 }
@@ -137,7 +148,10 @@ fn id_err(step: &'static str) -> impl FnOnce(nix::Error) -> PrivilegeError {
 /// CAP_DAC_OVERRIDE; otherwise keep CAP_DAC_OVERRIDE if we have it and shed
 /// every other capability. Either way: bounding set reduced where we may,
 /// no ambient or inheritable capabilities, no_new_privs.
-pub fn drop_privileges(user: (Uid, Gid)) -> Result<Held, PrivilegeError> {
+///
+/// `user` is `None` when the configured default account does not exist;
+/// `spec` names it for the message.
+pub fn drop_privileges(user: Option<(Uid, Gid)>, spec: &str) -> Result<Held, PrivilegeError> {
     let only_kept: CapsHashSet = [KEPT].into_iter().collect();
 
     // The bounding set can only shrink, and only with CAP_SETPCAP: do it
@@ -153,7 +167,7 @@ pub fn drop_privileges(user: (Uid, Gid)) -> Result<Held, PrivilegeError> {
     caps::clear(None, CapSet::Inheritable).map_err(caps_err("clear the inheritable set"))?;
 
     if geteuid().is_root() {
-        let (uid, gid) = user;
+        let (uid, gid) = user.ok_or_else(|| PrivilegeError::NoServiceUser(spec.to_owned()))?;
         // Keep the permitted set across the uid change; trimmed right after.
         nix::sys::prctl::set_keepcaps(true).map_err(id_err("set PR_SET_KEEPCAPS"))?;
         setgroups(&[]).map_err(id_err("clear supplementary groups"))?;
@@ -174,5 +188,9 @@ pub fn drop_privileges(user: (Uid, Gid)) -> Result<Held, PrivilegeError> {
     caps::set(None, CapSet::Permitted, &keep).map_err(caps_err("set the permitted set"))?;
 
     nix::sys::prctl::set_no_new_privs().map_err(id_err("set no_new_privs"))?;
+    // Not dumpable: /proc/<pid>/{mem,environ,fd} become root's and ptrace is
+    // refused, even to other processes of vmrmd's own uid. Set after the
+    // uid change, which resets it.
+    nix::sys::prctl::set_dumpable(false).map_err(id_err("clear PR_SET_DUMPABLE"))?;
     Held::read()
 }

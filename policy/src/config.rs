@@ -19,8 +19,20 @@ pub const DEFAULT_SOCKET_MODE: u32 = 0o666;
 /// The system temp dir, where `mkdtemp` puts VM workdirs.
 pub const DEFAULT_PREFIX: &str = "/tmp";
 pub const DEFAULT_NAME_PREFIX: &str = "vm-";
-/// The user vmrmd switches to when started as root.
-pub const DEFAULT_USER: &str = "nobody";
+/// The user vmrmd switches to when started as root: a dedicated system
+/// account, so that no other process shares its uid (a process of the same
+/// uid could signal it, `prlimit` it, or stop it).
+pub const DEFAULT_USER: &str = "vmrmd";
+
+/// The config file's keys, the only quoted words a parse error may repeat
+/// (anything else quoted came from the file and is redacted).
+const KNOWN_KEYS: &[&str] = &[
+    "socket", "socket_mode", "socket_group", "prefixes", "name_prefix", "allow_uids",
+    "allow_groups", "user", "sandbox", "limits", "sweep", "max_connections",
+    "max_connections_per_uid", "max_concurrent_removals", "idle_timeout_secs",
+    "frame_timeout_secs", "max_rounds", "max_depth", "count_bytes", "removal_deadline_secs",
+    "interval_secs", "grace_secs", "max_candidates", "best-effort", "required", "off",
+];
 
 /// A user or group named in the config: a number or a name.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -125,6 +137,7 @@ pub struct LimitsFile {
 pub struct SweepFile {
     pub interval_secs: Option<u64>,
     pub grace_secs: Option<u64>,
+    pub max_candidates: Option<usize>,
 }
 
 /// Caps and timeouts.
@@ -180,6 +193,10 @@ pub struct SweepConfig {
     pub interval: Option<Duration>,
     /// A directory younger than this is never swept.
     pub grace: Duration,
+    /// Directories examined per prefix per pass, at most; each pass goes on
+    /// from where the last one stopped, so planted entries cannot hide an
+    /// orphan behind them.
+    pub max_candidates: usize,
 }
 
 impl Default for SweepConfig {
@@ -187,6 +204,7 @@ impl Default for SweepConfig {
         SweepConfig {
             interval: None,
             grace: Duration::from_secs(3600),
+            max_candidates: 10_000,
         }
     }
 }
@@ -203,8 +221,10 @@ pub struct Config {
     pub allow_uids: Vec<Uid>,
     /// Empty means no group restriction.
     pub allow_groups: Vec<Gid>,
-    /// Who to become when started as root.
-    pub user: (Uid, Gid),
+    /// Who to become when started as root. `None` when the user was not
+    /// given and the default account ([`DEFAULT_USER`]) does not exist:
+    /// fine for an unprivileged start, refused when started as root.
+    pub user: Option<(Uid, Gid)>,
     /// The name or number `user` came from, for messages.
     pub user_spec: IdSpec,
     pub sandbox: SandboxMode,
@@ -221,11 +241,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path:?} is not valid: {source}")]
+    /// Line and column only, and the parser's message with every quoted
+    /// word from the file redacted: a config that is really another file
+    /// (`/etc/shadow` through a link) must not be echoed into a log.
+    #[error("config file {path:?} is not valid at line {line}, column {column}: {message}")]
     Parse {
         path: PathBuf,
-        #[source]
-        source: Box<toml::de::Error>,
+        line: usize,
+        column: usize,
+        message: String,
     },
     #[error("socket path {0:?} must be absolute")]
     SocketNotAbsolute(PathBuf),
@@ -254,19 +278,18 @@ pub enum ConfigError {
 impl ConfigFile {
     /// Parse a config file's text; `path` is for messages.
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
-        toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
+        toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start).min(text.len());
+            let before = &text.as_bytes()[..offset];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: redact(e.message()),
+            }
         })
-    }
-
-    /// Read and parse a config file.
-    pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        ConfigFile::parse(&text, path)
     }
 
     /// Layer `over` on top of `self`: every field `over` sets wins.
@@ -310,6 +333,7 @@ impl ConfigFile {
             sweep: SweepFile {
                 interval_secs: over.sweep.interval_secs.or(self.sweep.interval_secs),
                 grace_secs: over.sweep.grace_secs.or(self.sweep.grace_secs),
+                max_candidates: over.sweep.max_candidates.or(self.sweep.max_candidates),
             },
         }
     }
@@ -320,8 +344,20 @@ impl Config {
     /// prefixes on disk. The helper refuses to start (or to reload) on `Err`.
     pub fn load(file: ConfigFile, ids: &dyn IdResolver) -> Result<Config, ConfigError> {
         let config = Config::resolve(file, ids)?;
+        let mut seen: Vec<(&Prefix, (u64, u64))> = Vec::new();
         for prefix in &config.prefixes {
-            prefix.check_on_disk()?;
+            let identity = prefix.check_on_disk()?;
+            // The same directory under two names (a bind mount, most often)
+            // would be two prefixes with one content: refused, so that the
+            // prefix table stays a set and nesting checks mean something.
+            if let Some((first, _)) = seen.iter().find(|(_, id)| *id == identity) {
+                return Err(PrefixError::Alias {
+                    first: first.path().to_owned(),
+                    second: prefix.path().to_owned(),
+                }
+                .into());
+            }
+            seen.push((prefix, identity));
         }
         Ok(config)
     }
@@ -353,6 +389,11 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         if prefixes.is_empty() {
             return Err(ConfigError::NoPrefixes);
+        }
+        for (i, a) in prefixes.iter().enumerate() {
+            if prefixes[..i].contains(a) {
+                return Err(PrefixError::Duplicate(a.path().to_owned()).into());
+            }
         }
         for outer in &prefixes {
             for inner in &prefixes {
@@ -393,13 +434,19 @@ impl Config {
             .map(|g| ids.group(&g).ok_or(ConfigError::UnknownGroup(g)))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let explicit_user = file.user.is_some();
         let user_spec = file
             .user
             .unwrap_or_else(|| IdSpec::Name(DEFAULT_USER.to_owned()));
-        let user = ids
-            .user(&user_spec)
-            .ok_or_else(|| ConfigError::UnknownUser(user_spec.clone()))?;
-        if user.0 == Uid(0) {
+        // An explicitly named user must exist; the default account may be
+        // missing on a development machine, and is demanded only when vmrmd
+        // is started as root (see the helper's privilege drop).
+        let user = match ids.user(&user_spec) {
+            Some(user) => Some(user),
+            None if !explicit_user => None,
+            None => return Err(ConfigError::UnknownUser(user_spec)),
+        };
+        if user.is_some_and(|(uid, _)| uid == Uid(0)) {
             return Err(ConfigError::RootUser(user_spec));
         }
 
@@ -452,6 +499,12 @@ impl Config {
                 .grace_secs
                 .map(Duration::from_secs)
                 .unwrap_or(sweep_defaults.grace),
+            max_candidates: nonzero(
+                "sweep.max_candidates",
+                file.sweep
+                    .max_candidates
+                    .unwrap_or(sweep_defaults.max_candidates),
+            )?,
         };
 
         Ok(Config {
@@ -469,6 +522,36 @@ impl Config {
             sweep,
         })
     }
+}
+
+/// The parser's message with every quoted word that is not one of our keys
+/// replaced by `…`: serde quotes the offending value (`invalid type: string
+/// "root:$y$..."`), and that value is the file's content.
+fn redact(message: &str) -> String {
+    let first_line = message.lines().next().unwrap_or_default();
+    let mut out = String::with_capacity(first_line.len());
+    let mut rest = first_line;
+    while let Some(open) = rest.find(['`', '"', '\'']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        match after.find(quote) {
+            Some(close) => {
+                let word = &after[..close];
+                out.push_str(if KNOWN_KEYS.contains(&word) { word } else { "…" });
+                out.push(quote);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('…');
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    // Unquoted words can still be content (a bare key the parser names):
+    // keep the message short so little can slip through.
+    out.chars().take(200).collect()
 }
 
 fn nonzero<T: PartialEq + From<u8>>(name: &'static str, value: T) -> Result<T, ConfigError> {
@@ -525,7 +608,8 @@ pub(crate) mod tests {
         assert_eq!(c.socket, Path::new(DEFAULT_SOCKET));
         assert_eq!(c.prefixes, vec![Prefix::new("/tmp").unwrap()]);
         assert_eq!(c.name_prefix, "vm-");
-        assert_eq!(c.user, (Uid(65534), Gid(65534)));
+        assert_eq!(c.user, None, "no vmrmd account in the table");
+        assert_eq!(c.user_spec, IdSpec::Name("vmrmd".into()));
         assert_eq!(c.sandbox, SandboxMode::BestEffort);
         assert!(c.sweep.interval.is_none());
     }
@@ -555,7 +639,7 @@ pub(crate) mod tests {
         assert_eq!(c.socket_group, Some(Gid(2000)));
         assert_eq!(c.allow_uids, vec![Uid(1000), Uid(1001)]);
         assert_eq!(c.allow_groups, vec![Gid(2000)]);
-        assert_eq!(c.user, (Uid(1001), Gid(1001)));
+        assert_eq!(c.user, Some((Uid(1001), Gid(1001))));
         assert_eq!(c.sandbox, SandboxMode::Required);
         assert_eq!(c.limits.max_connections, 10);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(30));
@@ -570,6 +654,7 @@ pub(crate) mod tests {
             ("prefixes = [\"tmp\"]", "not an absolute path"),
             ("prefixes = [\"/\"]", "is `/`"),
             ("prefixes = [\"/tmp\", \"/tmp/x\"]", "must not nest"),
+            ("prefixes = [\"/tmp\", \"/tmp\"]", "twice"),
             ("name_prefix = \"../\"", "name_prefix"),
             ("name_prefix = \"\"", "name_prefix"),
             ("user = \"root\"", "uid 0"),
@@ -589,6 +674,42 @@ pub(crate) mod tests {
                 .to_string();
             assert!(err.contains(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn parse_errors_give_line_and_column_but_never_the_content() {
+        // What a config symlinked or hard-linked to /etc/shadow would hold.
+        let shadow = "root:$y$j9T$SECRETSALT$SECRETHASH:19000:0:99999:7:::\n";
+        let err = ConfigFile::parse(shadow, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1, column"), "{err}");
+        assert!(!err.contains("SECRET") && !err.contains("root:"), "{err}");
+
+        let typed = "socket = \"/run/a.sock\"\nuser = [\"SECRETVALUE\"]\n";
+        let err = ConfigFile::parse(typed, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("SECRETVALUE"), "{err}");
+
+        let unknown = "SECRETKEY = 1\n";
+        let err = ConfigFile::parse(unknown, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field"), "{err}");
+        assert!(!err.contains("SECRETKEY"), "{err}");
+        assert!(err.contains("`socket`"), "keys are named: {err}");
+    }
+
+    #[test]
+    fn an_explicit_unknown_user_is_an_error_the_default_one_is_not() {
+        let file = ConfigFile {
+            user: Some(IdSpec::Name("vmrmd".into())),
+            ..ConfigFile::default()
+        };
+        assert!(Config::resolve(file, &Table).is_err());
+        assert!(Config::resolve(ConfigFile::default(), &Table).is_ok());
     }
 
     #[test]

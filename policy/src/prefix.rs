@@ -35,6 +35,25 @@ pub enum PrefixError {
         "prefix {0:?} is writable by others without the sticky bit: anyone could swap its entries"
     )]
     WorldWritableNotSticky(PathBuf),
+    #[error(
+        "prefix {0:?} is group-writable without the sticky bit: any group member could rename \
+         another member's directory to a workdir name and have it removed"
+    )]
+    GroupWritableNotSticky(PathBuf),
+    #[error(
+        "prefix {0:?} is a system directory (or lies in one); vmrmd removes only beneath \
+         dedicated scratch directories such as /tmp or /var/lib/vms"
+    )]
+    SystemTree(PathBuf),
+    #[error("prefix {path:?} is on a {fs} filesystem, not real storage")]
+    PseudoFilesystem { path: PathBuf, fs: &'static str },
+    #[error("prefix {0:?} is configured twice")]
+    Duplicate(PathBuf),
+    #[error(
+        "prefixes {first:?} and {second:?} are the same directory (a bind mount or other \
+         alias); configure it once"
+    )]
+    Alias { first: PathBuf, second: PathBuf },
     #[error("prefix {inner:?} lies inside prefix {outer:?}; prefixes must not nest")]
     Nested { outer: PathBuf, inner: PathBuf },
 }
@@ -55,6 +74,9 @@ impl Prefix {
             .all(|c| !c.is_empty() && c != b"." && c != b"..");
         if !normalized || bytes.contains(&0) {
             return Err(PrefixError::NotNormalized(path));
+        }
+        if is_system_tree(bytes) {
+            return Err(PrefixError::SystemTree(path));
         }
         Ok(Prefix(path))
     }
@@ -80,10 +102,12 @@ impl Prefix {
     }
 
     /// Check what the prefix is on disk: an existing directory reached
-    /// without symlinks (the helper opens it with RESOLVE_NO_SYMLINKS), and
-    /// not writable by others unless sticky. In a world-writable non-sticky
-    /// directory any user could rename a victim's directory to a `vm-` name.
-    pub fn check_on_disk(&self) -> Result<(), PrefixError> {
+    /// without symlinks (the helper opens it with RESOLVE_NO_SYMLINKS), on
+    /// real storage, and not writable by others or by its group unless
+    /// sticky. In a writable non-sticky directory any user (or group member)
+    /// could rename a victim's directory to a `vm-` name and have it
+    /// removed. Returns the directory's (device, inode), to find aliases.
+    pub fn check_on_disk(&self) -> Result<(u64, u64), PrefixError> {
         let inaccessible = |source| PrefixError::Inaccessible {
             path: self.0.clone(),
             source,
@@ -100,12 +124,64 @@ impl Prefix {
             return Err(PrefixError::NotDirectory(self.0.clone()));
         }
         const OTHER_WRITE: u32 = 0o002;
+        const GROUP_WRITE: u32 = 0o020;
         const STICKY: u32 = 0o1000;
-        if meta.mode() & OTHER_WRITE != 0 && meta.mode() & STICKY == 0 {
+        let sticky = meta.mode() & STICKY != 0;
+        if meta.mode() & OTHER_WRITE != 0 && !sticky {
             return Err(PrefixError::WorldWritableNotSticky(self.0.clone()));
         }
-        Ok(())
+        if meta.mode() & GROUP_WRITE != 0 && !sticky {
+            return Err(PrefixError::GroupWritableNotSticky(self.0.clone()));
+        }
+        let statfs = rustix::fs::statfs(&self.0).map_err(|e| inaccessible(e.into()))?;
+        if let Some(fs) = pseudo_filesystem(statfs.f_type as i64) {
+            return Err(PrefixError::PseudoFilesystem {
+                path: self.0.clone(),
+                fs,
+            });
+        }
+        // devtmpfs reports tmpfs's magic: recognise it as /dev's device.
+        if std::fs::metadata("/dev").is_ok_and(|dev| dev.dev() == meta.dev()) {
+            return Err(PrefixError::PseudoFilesystem {
+                path: self.0.clone(),
+                fs: "devtmpfs",
+            });
+        }
+        Ok((meta.dev(), meta.ino()))
     }
+}
+
+/// Trees vmrmd must never remove beneath, whatever the config says: the
+/// system's own (`/etc`, `/usr`, `/proc`...), and `/run`, `/var` and `/home`
+/// themselves (directories below them, such as `/var/lib/vms`, are fine).
+fn is_system_tree(path: &[u8]) -> bool {
+    const TREES: &[&[u8]] = &[
+        b"/etc", b"/usr", b"/bin", b"/sbin", b"/boot", b"/proc", b"/sys", b"/dev",
+    ];
+    const EXACT: &[&[u8]] = &[b"/run", b"/var", b"/home", b"/root", b"/srv", b"/opt"];
+    let first = path[1..].split(|&b| b == b'/').next().unwrap_or_default();
+    let top = &path[..first.len() + 1];
+    TREES.contains(&top) || first.starts_with(b"lib") || EXACT.contains(&path)
+}
+
+/// Filesystems that are kernel interfaces, not storage (statfs f_type, from
+/// linux/magic.h): removing "files" there writes to the kernel.
+fn pseudo_filesystem(f_type: i64) -> Option<&'static str> {
+    Some(match f_type {
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        0x2702_0bf1 | 0x6367_7270 => "cgroup",
+        0x6462_6720 => "debugfs",
+        0x7363_6673 => "securityfs",
+        0x7472_6163 => "tracefs",
+        0xcafe_4a11 => "bpf",
+        0x6265_7963 => "configfs",
+        0x1cd1 => "devpts",
+        0x6165_676c => "pstore",
+        0xde5e_81e4 => "efivarfs",
+        0xf97c_ff8c => "selinuxfs",
+        _ => return None,
+    })
 }
 
 impl AsRef<OsStr> for Prefix {
@@ -134,6 +210,41 @@ mod tests {
         ] {
             assert!(Prefix::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn system_trees_are_refused() {
+        for bad in [
+            "/etc", "/etc/vm", "/usr", "/usr/local/tmp", "/bin", "/sbin", "/lib", "/lib64",
+            "/lib/x", "/boot", "/proc", "/proc/self", "/sys", "/sys/fs", "/dev", "/dev/shm",
+            "/run", "/var", "/home",
+        ] {
+            assert!(
+                matches!(Prefix::new(bad), Err(PrefixError::SystemTree(_))),
+                "{bad}"
+            );
+        }
+        for good in ["/tmp", "/var/tmp", "/var/lib/vms", "/run/vms", "/home/vms", "/library"] {
+            // "/library" starts with "lib": refused too, by design (cheap and
+            // conservative); the others are accepted.
+            let refused = Prefix::new(good).is_err();
+            assert_eq!(refused, good == "/library", "{good}");
+        }
+    }
+
+    #[test]
+    fn group_writable_prefix_is_refused_unless_sticky() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let shared = base.join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(matches!(
+            Prefix::new(&shared).unwrap().check_on_disk(),
+            Err(PrefixError::GroupWritableNotSticky(_))
+        ));
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1770)).unwrap();
+        Prefix::new(&shared).unwrap().check_on_disk().unwrap();
     }
 
     #[test]

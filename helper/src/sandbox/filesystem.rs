@@ -3,7 +3,7 @@
 //! file and the user and group databases (for SIGHUP reloads). No TCP.
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus,
+    path_beneath_rules, Access, PathBeneath, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus,
     Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
@@ -51,7 +51,7 @@ pub(super) fn restrict(reach: &Reach, required: bool) -> Result<String, SandboxE
         .map_err(SandboxError::Landlock)?;
     if let Some(dir) = &reach.socket_dir {
         ruleset = ruleset
-            .add_rules(path_beneath_rules([dir], AccessFs::RemoveFile))
+            .add_rule(PathBeneath::new(dir, AccessFs::RemoveFile))
             .map_err(SandboxError::Landlock)?;
     }
     // Reading is best effort even when required: a missing nsswitch.conf is

@@ -53,25 +53,30 @@ impl fmt::Display for Enforced {
 }
 
 /// What the sandbox must leave reachable.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Reach {
     /// Removal happens beneath these only.
     pub prefixes: Vec<PathBuf>,
-    /// The directory of a socket vmrmd bound itself (unlinked at exit).
-    pub socket_dir: Option<PathBuf>,
+    /// The directory of a socket vmrmd bound itself (unlinked at exit): the
+    /// fd checked at start, not its path again.
+    pub socket_dir: Option<std::os::fd::OwnedFd>,
     /// Read again on SIGHUP.
     pub config_file: Option<PathBuf>,
 }
 
 impl Reach {
-    pub fn new(config: &Config, bound_socket: Option<&Path>, config_file: Option<&Path>) -> Reach {
+    pub fn new(
+        config: &Config,
+        socket_dir: Option<std::os::fd::OwnedFd>,
+        config_file: Option<&Path>,
+    ) -> Reach {
         Reach {
             prefixes: config
                 .prefixes
                 .iter()
                 .map(|p| p.path().to_owned())
                 .collect(),
-            socket_dir: bound_socket.and_then(Path::parent).map(Path::to_owned),
+            socket_dir,
             config_file: config_file.map(Path::to_owned),
         }
     }

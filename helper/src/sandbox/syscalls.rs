@@ -34,6 +34,9 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_ioctl,
     libc::SYS_flock,
     libc::SYS_getcwd,
+    // Prefix validation on reload (refuses proc, sysfs and the like).
+    libc::SYS_statfs,
+    libc::SYS_fstatfs,
     // The event loop and its timers.
     libc::SYS_epoll_create1,
     libc::SYS_epoll_ctl,
