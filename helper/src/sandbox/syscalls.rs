@@ -79,6 +79,8 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_sigaltstack,
     libc::SYS_getrandom,
     libc::SYS_getpid,
+    // Who may own the config on reload (root or vmrmd itself).
+    libc::SYS_geteuid,
     libc::SYS_gettid,
     libc::SYS_tgkill,
     libc::SYS_prctl,
