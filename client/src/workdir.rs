@@ -256,9 +256,19 @@ impl WorkDir {
     }
 
     /// Leave the directory in place when this value is dropped.
+    ///
+    /// Its lock stays held until this process exits (the lock's fd is
+    /// deliberately left open), so vmrmd's orphan sweeper leaves the
+    /// directory alone while the process lives, as it did before `keep`;
+    /// once the process exits, the directory is an orphan like any other
+    /// and is swept after the grace period. Costs one fd per kept directory.
     pub fn keep(mut self) -> PathBuf {
         self.keep = true;
-        self.lock = None;
+        if let Some(lock) = self.lock.take() {
+            // The attack this prevents: a kept directory was unlocked, and
+            // the sweeper emptied it while its process still used it.
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(lock);
+        }
         self.path.clone()
     }
 

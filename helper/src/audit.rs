@@ -1,14 +1,77 @@
-//! The audit log: one JSON line per request (through the JSON tracing
-//! subscriber), with the peer's kernel credentials and the path escaped so a
-//! path with newlines or terminal escapes cannot forge or split a line.
+//! The audit log: JSON lines (through the JSON tracing subscriber). A
+//! removal that really starts gets a `remove_start` line and, when it ends,
+//! a `remove` line with the same `removal` number, so a removal cut short
+//! (vmrmd killed mid-way) shows as a start with no end. Every line carries
+//! who asked (the peer's kernel credentials, or the sweeper and the owner it
+//! acted on), and every client-controlled field is escaped and bounded, so a
+//! path can neither forge or split a line nor inflate the log.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use vmrm_policy::PeerCredentials;
-use vmrm_proto::Outcome;
+use vmrm_policy::{PeerCredentials, Uid};
+use vmrm_proto::{Outcome, RequestId};
 
 /// Target of audit events, so operators can filter them (`RUST_LOG`).
 pub const TARGET: &str = "vmrmd::audit";
+
+/// Escaped bytes of a logged path, at most; the rest is counted, not
+/// written (attack: 200 requests of 256 KiB paths of 0xff grew the log by
+/// 250 MiB).
+pub const MAX_LOGGED_PATH: usize = 4096;
+
+/// Escaped bytes of a failure's relative path in the log, at most.
+const MAX_LOGGED_FAILURE_PATH: usize = 1024;
+
+/// Who a removal was for.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    /// A client, by its kernel credentials.
+    Peer(&'a PeerCredentials, RequestId),
+    /// The orphan sweeper, acting on a directory owned by `owner`.
+    Sweep { owner: Uid },
+}
+
+impl Actor<'_> {
+    fn source(&self) -> &'static str {
+        match self {
+            Actor::Peer(..) => "request",
+            Actor::Sweep { .. } => "sweep",
+        }
+    }
+
+    /// (peer uid, peer gid, peer pid, request id, owner uid): only what is
+    /// known, nothing invented.
+    fn fields(&self) -> (Option<u32>, Option<u32>, Option<i32>, Option<u64>, Option<u32>) {
+        match self {
+            Actor::Peer(p, id) => (Some(p.uid.0), Some(p.gid.0), p.pid, Some(*id), None),
+            Actor::Sweep { owner } => (None, None, None, None, Some(owner.0)),
+        }
+    }
+}
+
+/// Pairs a `remove_start` line with its `remove` line; unique within one
+/// run of vmrmd (the lines also carry vmrmd's pid, through `run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemovalId(u64);
+
+static NEXT_REMOVAL: AtomicU64 = AtomicU64::new(1);
+
+/// `bytes` escaped to printable ASCII (`\n`, `\x1b`, `\xff` spelled out, so
+/// the line stays one line and says exactly which bytes were asked for),
+/// cut at `max` characters with a marker saying how many bytes were left.
+pub fn bounded(bytes: &[u8], max: usize) -> String {
+    let mut out = String::with_capacity(max.min(bytes.len() * 4) + 32);
+    for (i, b) in bytes.iter().enumerate() {
+        let escaped = b.escape_ascii();
+        if out.len() + escaped.len() > max {
+            out.push_str(&format!("...[{} more bytes]", bytes.len() - i));
+            return out;
+        }
+        out.extend(escaped.map(char::from));
+    }
+    out
+}
 
 /// The verdict's stable name in the log.
 pub fn verdict(outcome: &Outcome) -> &'static str {
@@ -24,18 +87,36 @@ pub fn verdict(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// Log one remove request (from a peer or from the sweeper).
+/// Log that a removal of `path` starts now; pass the id to [`removal`].
+pub fn started(actor: Actor<'_>, path: &[u8]) -> RemovalId {
+    let id = RemovalId(NEXT_REMOVAL.fetch_add(1, Ordering::Relaxed));
+    let (peer_uid, peer_gid, peer_pid, request_id, owner_uid) = actor.fields();
+    tracing::info!(
+        target: TARGET,
+        source = actor.source(),
+        removal = id.0,
+        run = std::process::id(),
+        peer_uid,
+        peer_gid,
+        peer_pid,
+        request_id,
+        owner_uid,
+        path = bounded(path, MAX_LOGGED_PATH),
+        "remove_start"
+    );
+    id
+}
+
+/// Log how one remove request (from a peer or from the sweeper) ended.
+/// `removal` is the id from [`started`], if the removal got that far.
 pub fn removal(
-    source: &str,
-    peer: &PeerCredentials,
+    actor: Actor<'_>,
+    removal: Option<RemovalId>,
     path: &[u8],
     outcome: &Outcome,
     took: Duration,
 ) {
-    // escape_ascii leaves only printable ASCII: \n, \x1b, \xff and the like
-    // are spelled out, so the line stays one line and says exactly which
-    // bytes were asked for.
-    let path = path.escape_ascii().to_string();
+    let path = bounded(path, MAX_LOGGED_PATH);
     let (entries, bytes, failures, reason, first_failure) = match outcome {
         Outcome::Removed(s) | Outcome::Emptied(s) => (s.entries, s.bytes, 0, None, None),
         Outcome::Failed {
@@ -51,7 +132,7 @@ pub fn removal(
                 format!(
                     "{} {}: {}",
                     f.op.as_str(),
-                    f.path.escape_ascii(),
+                    bounded(&f.path, MAX_LOGGED_FAILURE_PATH),
                     std::io::Error::from_raw_os_error(f.errno)
                 )
             }),
@@ -59,12 +140,17 @@ pub fn removal(
         Outcome::Denied { reason, .. } => (0, 0, 0, Some(reason.as_str()), None),
         _ => (0, 0, 0, None, None),
     };
+    let (peer_uid, peer_gid, peer_pid, request_id, owner_uid) = actor.fields();
     tracing::info!(
         target: TARGET,
-        source,
-        peer_uid = peer.uid.0,
-        peer_gid = peer.gid.0,
-        peer_pid = peer.pid.unwrap_or(0),
+        source = actor.source(),
+        removal = removal.map(|r| r.0),
+        run = std::process::id(),
+        peer_uid,
+        peer_gid,
+        peer_pid,
+        request_id,
+        owner_uid,
         path,
         verdict = verdict(outcome),
         reason,
@@ -75,4 +161,18 @@ pub fn removal(
         duration_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
         "remove"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_escapes_and_cuts_with_a_marker() {
+        assert_eq!(bounded(b"/tmp/vm-a\n", 100), "/tmp/vm-a\\n");
+        let huge = vec![0xffu8; 256 * 1024];
+        let out = bounded(&huge, MAX_LOGGED_PATH);
+        assert!(out.len() <= MAX_LOGGED_PATH + 32, "{}", out.len());
+        assert!(out.ends_with(&format!("...[{} more bytes]", 256 * 1024 - 1024)));
+    }
 }

@@ -15,6 +15,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDel
 use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials, Uid};
 use vmrm_proto::{
     codec, decode, encode_payload, ClientMessage, FrameError, Outcome, ProtocolErrorKind, Request,
+    RequestId,
     ServerMessage, PROTOCOL_VERSION,
 };
 
@@ -116,7 +117,7 @@ impl Conn {
                 }
                 Err(end) => return end,
             };
-            let outcome = self.handle(request).await;
+            let outcome = self.handle(id, request).await;
             if self
                 .send(&ServerMessage::Response { id, outcome })
                 .await
@@ -127,7 +128,7 @@ impl Conn {
         }
     }
 
-    async fn handle(&self, request: Request) -> Outcome {
+    async fn handle(&self, id: RequestId, request: Request) -> Outcome {
         match request {
             Request::Ping => Outcome::Pong {
                 server: server_name(),
@@ -141,41 +142,51 @@ impl Conn {
             },
             Request::Remove { path } => {
                 let started = Instant::now();
-                let outcome = self.remove(&path).await;
+                let (outcome, removal) = self.remove(id, &path).await;
                 let took = started.elapsed();
                 self.service.stats.record(&outcome, took);
-                audit::removal("request", &self.peer, &path, &outcome, took);
+                let actor = audit::Actor::Peer(&self.peer, id);
+                audit::removal(actor, removal, &path, &outcome, took);
                 outcome
             }
         }
     }
 
-    async fn remove(&self, path: &[u8]) -> Outcome {
+    /// The outcome, and the audit id of the removal when it got as far as
+    /// starting (a well-formed path with a removal slot).
+    async fn remove(&self, id: RequestId, path: &[u8]) -> (Outcome, Option<audit::RemovalId>) {
         if let Err(d) = &self.allowed {
-            return Outcome::Denied {
+            let denied = Outcome::Denied {
                 reason: d.reason,
                 message: d.message.clone(),
             };
+            return (denied, None);
         }
         if path.len() > PATH_MAX {
-            return Outcome::BadRequest {
-                message: format!("path of {} bytes exceeds PATH_MAX", path.len()),
-            };
+            let message = format!("path of {} bytes exceeds PATH_MAX", path.len());
+            return (Outcome::BadRequest { message }, None);
         }
         let Ok(_permit) = self.service.removals.acquire().await else {
-            return Outcome::BadRequest {
-                message: "vmrmd is shutting down".into(),
-            };
+            let message = "vmrmd is shutting down".into();
+            return (Outcome::BadRequest { message }, None);
         };
         let policy = self.service.policy();
+        // Only a path of the grammar starts a removal (so its start line is
+        // short); a crash from here on leaves a start with no end.
+        let removal = policy
+            .config
+            .target(path)
+            .is_ok()
+            .then(|| audit::started(audit::Actor::Peer(&self.peer, id), path));
         let peer = self.peer;
         let path = path.to_vec();
         // Run the removal on this worker thread, handing the runtime's other
         // tasks to another: no thread hop (and its wake-up latency) between
         // reading the request and removing.
-        tokio::task::block_in_place(move || {
+        let outcome = tokio::task::block_in_place(move || {
             removal::remove(&policy.config, &policy.prefixes, &peer, &path)
-        })
+        });
+        (outcome, removal)
     }
 
     /// The next decoded message. Waits up to the idle timeout for a frame to

@@ -24,4 +24,4 @@ pub use denial::Denial;
 pub use grammar::{check_name, Target};
 pub use ids::{Gid, Uid, OVERFLOW_GID, OVERFLOW_UID};
 pub use prefix::{Prefix, PrefixError};
-pub use tenancy::{authorize_owner, authorize_peer, PeerCredentials};
+pub use tenancy::{authorize_owner, authorize_peer, authorize_sweep, PeerCredentials};

@@ -75,6 +75,28 @@ pub fn authorize_owner(peer: &PeerCredentials, owner: Uid) -> Result<(), Denial>
     Ok(())
 }
 
+/// May the orphan sweeper remove a directory owned by `owner` (with the
+/// owner's `groups`, primary first, from the user database)? Only when a
+/// request from that owner would be served: never the overflow uid, never
+/// root unless root is on `allow_uids` by name or number, and only owners
+/// the allow-lists admit. The attack: the sweeper emptied `vm-*`
+/// directories of root, of uid 65534 and of users who never used vmrm.
+#[must_use = "the verdict decides whether the directory may be swept"]
+pub fn authorize_sweep(config: &Config, owner: Uid, groups: &[Gid]) -> Result<(), Denial> {
+    if owner == Uid(0) && !config.allow_uids.contains(&Uid(0)) {
+        return Err(Denial::new(
+            DenyReason::PeerNotAllowed,
+            "owned by root, which is swept only when allow_uids names root",
+        ));
+    }
+    let as_peer = PeerCredentials {
+        uid: owner,
+        gid: groups.first().copied().unwrap_or(crate::OVERFLOW_GID),
+        pid: None,
+    };
+    authorize_peer(config, &as_peer, groups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +129,21 @@ mod tests {
                 .reason,
             DenyReason::OverflowUid
         );
+    }
+
+    #[test]
+    fn the_sweeper_takes_only_owners_a_request_would_be_served_for() {
+        let mut c = config_with_prefixes(&["/tmp"]);
+        assert!(authorize_sweep(&c, Uid(1000), &[]).is_ok());
+        assert!(authorize_sweep(&c, Uid(0), &[]).is_err(), "root");
+        assert!(authorize_sweep(&c, Uid(65534), &[]).is_err(), "overflow");
+        c.allow_uids = vec![Uid(1000)];
+        c.allow_groups = vec![Gid(2000)];
+        assert!(authorize_sweep(&c, Uid(1000), &[]).is_ok());
+        assert!(authorize_sweep(&c, Uid(1005), &[Gid(1005), Gid(2000)]).is_ok());
+        assert!(authorize_sweep(&c, Uid(1006), &[Gid(1006)]).is_err(), "not listed");
+        c.allow_uids.push(Uid(0));
+        assert!(authorize_sweep(&c, Uid(0), &[]).is_ok(), "root named explicitly");
     }
 
     #[test]

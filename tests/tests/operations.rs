@@ -287,7 +287,7 @@ fn the_sweeper_removes_workdirs_of_killed_owners_and_never_live_ones() {
         sweeps.iter().any(|l| l["verdict"] == "emptied"),
         "{sweeps:?}"
     );
-    assert!(sweeps.iter().all(|l| l["peer_uid"] == ids::TENANT_A));
+    assert!(sweeps.iter().all(|l| l["owner_uid"] == ids::TENANT_A));
 
     // The live one was never touched, and cleans up normally.
     assert_eq!(tree::entries(&live_dir), Some(2));
