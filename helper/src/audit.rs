@@ -15,9 +15,10 @@ use vmrm_proto::{Outcome, RequestId};
 /// Target of audit events, so operators can filter them (`RUST_LOG`).
 pub const TARGET: &str = "vmrmd::audit";
 
-/// Escaped bytes of a logged path, at most; the rest is counted, not
-/// written (attack: 200 requests of 256 KiB paths of 0xff grew the log by
-/// 250 MiB).
+/// Bytes a logged path takes in the JSON line, at most (escapes counted as
+/// written: `\xff` is five bytes once JSON doubles the backslash); the rest
+/// is counted, not written (attack: 200 requests of 256 KiB paths of 0xff
+/// grew the log by 250 MiB). A path of the grammar is far shorter.
 pub const MAX_LOGGED_PATH: usize = 4096;
 
 /// Escaped bytes of a failure's relative path in the log, at most.
@@ -59,15 +60,20 @@ static NEXT_REMOVAL: AtomicU64 = AtomicU64::new(1);
 
 /// `bytes` escaped to printable ASCII (`\n`, `\x1b`, `\xff` spelled out, so
 /// the line stays one line and says exactly which bytes were asked for),
-/// cut at `max` characters with a marker saying how many bytes were left.
+/// cut where it would take more than `max` bytes in the JSON line, with a
+/// marker saying how many bytes were left.
 pub fn bounded(bytes: &[u8], max: usize) -> String {
     let mut out = String::with_capacity(max.min(bytes.len() * 4) + 32);
+    let mut cost = 0;
     for (i, b) in bytes.iter().enumerate() {
         let escaped = b.escape_ascii();
-        if out.len() + escaped.len() > max {
+        // JSON escapes `\` and `"` once more.
+        let json_len = escaped.len() + escaped.clone().filter(|c| matches!(c, b'\\' | b'"')).count();
+        if cost + json_len > max {
             out.push_str(&format!("...[{} more bytes]", bytes.len() - i));
             return out;
         }
+        cost += json_len;
         out.extend(escaped.map(char::from));
     }
     out
@@ -172,7 +178,8 @@ mod tests {
         assert_eq!(bounded(b"/tmp/vm-a\n", 100), "/tmp/vm-a\\n");
         let huge = vec![0xffu8; 256 * 1024];
         let out = bounded(&huge, MAX_LOGGED_PATH);
-        assert!(out.len() <= MAX_LOGGED_PATH + 32, "{}", out.len());
-        assert!(out.ends_with(&format!("...[{} more bytes]", 256 * 1024 - 1024)));
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(json.len() <= MAX_LOGGED_PATH + 32, "{}", json.len());
+        assert!(out.ends_with(&format!("...[{} more bytes]", 256 * 1024 - 819)));
     }
 }
