@@ -43,13 +43,23 @@ impl Actor<'_> {
 
     /// (peer uid, peer gid, peer pid, request id, owner uid): only what is
     /// known, nothing invented.
-    fn fields(&self) -> (Option<u32>, Option<u32>, Option<i32>, Option<u64>, Option<u32>) {
+    fn fields(&self) -> ActorFields {
         match self {
             Actor::Peer(p, id) => (Some(p.uid.0), Some(p.gid.0), p.pid, Some(*id), None),
             Actor::Sweep { owner } => (None, None, None, None, Some(owner.0)),
         }
     }
 }
+
+/// (peer uid, peer gid, peer pid, request id, owner uid), each logged only
+/// when known.
+type ActorFields = (
+    Option<u32>,
+    Option<u32>,
+    Option<i32>,
+    Option<u64>,
+    Option<u32>,
+);
 
 /// Pairs a `remove_start` line with its `remove` line; unique within one
 /// run of vmrmd (the lines also carry vmrmd's pid, through `run`).
@@ -68,7 +78,11 @@ pub fn bounded(bytes: &[u8], max: usize) -> String {
     for (i, b) in bytes.iter().enumerate() {
         let escaped = b.escape_ascii();
         // JSON escapes `\` and `"` once more.
-        let json_len = escaped.len() + escaped.clone().filter(|c| matches!(c, b'\\' | b'"')).count();
+        let json_len = escaped.len()
+            + escaped
+                .clone()
+                .filter(|c| matches!(c, b'\\' | b'"'))
+                .count();
         if cost + json_len > max {
             out.push_str(&format!("...[{} more bytes]", bytes.len() - i));
             return out;

@@ -15,8 +15,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDel
 use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials, Uid};
 use vmrm_proto::{
     codec, decode, encode_payload, ClientMessage, FrameError, Outcome, ProtocolErrorKind, Request,
-    RequestId,
-    ServerMessage, PROTOCOL_VERSION,
+    RequestId, ServerMessage, PROTOCOL_VERSION,
 };
 
 use crate::admission::Ticket;

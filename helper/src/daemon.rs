@@ -11,9 +11,9 @@ use crate::cli::{Cli, Command};
 use crate::ids::SystemIds;
 use crate::listener::{ListenError, Listener};
 use crate::privileges::{self, PrivilegeError};
-use crate::trusted::{self, Owners, TrustError};
 use crate::removal::{PrefixDirs, PrefixOpenError};
 use crate::service::{Policy, Service};
+use crate::trusted::{self, Owners, TrustError};
 use crate::{sandbox, server};
 
 /// Why vmrmd did not start.
@@ -183,10 +183,13 @@ async fn serve(
 /// is valid, and say loudly when the old one stays.
 fn reload(service: &Service, source: &ConfigSource) {
     crate::notify::reloading();
-    let result = source.load().map_err(|e| explain_reload_error(&e)).and_then(|config| {
-        let prefixes = PrefixDirs::open(&config).map_err(|e| e.to_string())?;
-        Ok(Policy { config, prefixes })
-    });
+    let result = source
+        .load()
+        .map_err(|e| explain_reload_error(&e))
+        .and_then(|config| {
+            let prefixes = PrefixDirs::open(&config).map_err(|e| e.to_string())?;
+            Ok(Policy { config, prefixes })
+        });
     match result {
         Ok(policy) => {
             let (old, new) = (&service.limits, &policy.config.limits);

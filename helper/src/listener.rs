@@ -173,20 +173,23 @@ fn bind_with_attributes(
 fn verify_attributes(
     dir: &OwnedFd,
     name: &OsStr,
-    path: &PathBuf,
+    path: &std::path::Path,
     config: &Config,
 ) -> Result<(), ListenError> {
     let stat = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ListenError::Socket {
         step: "inspect",
-        path: path.clone(),
+        path: path.to_owned(),
         source: e.into(),
     })?;
     let mode = stat.st_mode & 0o7777;
     let group_ok = config.socket_group.is_none_or(|g| g.0 == stat.st_gid);
-    if mode != config.socket_mode || !group_ok || FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
+    if mode != config.socket_mode
+        || !group_ok
+        || FileType::from_raw_mode(stat.st_mode) != FileType::Socket
+    {
         let _ = unlinkat(dir, name, AtFlags::empty());
         return Err(ListenError::Attributes {
-            path: path.clone(),
+            path: path.to_owned(),
             got: mode,
             want: config.socket_mode,
             gid: stat.st_gid,
@@ -215,26 +218,26 @@ fn address(dir: &OwnedFd, name: &OsStr, path: &std::path::Path) -> PathBuf {
 /// A socket file left by a vmrmd that died is replaced; a live one, or
 /// anything that is not a socket, is not. Looked at and removed through the
 /// checked directory fd.
-fn remove_stale(dir: &OwnedFd, name: &OsStr, path: &PathBuf) -> Result<(), ListenError> {
+fn remove_stale(dir: &OwnedFd, name: &OsStr, path: &std::path::Path) -> Result<(), ListenError> {
     let stat = match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(stat) => stat,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         Err(e) => {
             return Err(ListenError::Socket {
                 step: "inspect",
-                path: path.clone(),
+                path: path.to_owned(),
                 source: e.into(),
             })
         }
     };
     if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
-        return Err(ListenError::NotASocket(path.clone()));
+        return Err(ListenError::NotASocket(path.to_owned()));
     }
     match UnixStream::connect(address(dir, name, path)) {
-        Ok(_) => Err(ListenError::InUse(path.clone())),
+        Ok(_) => Err(ListenError::InUse(path.to_owned())),
         Err(_) => unlinkat(dir, name, AtFlags::empty()).map_err(|e| ListenError::Socket {
             step: "remove the stale socket",
-            path: path.clone(),
+            path: path.to_owned(),
             source: e.into(),
         }),
     }

@@ -104,7 +104,12 @@ pub fn open_dir(path: &Path, owners: &Owners, create: bool) -> Result<TrustedDir
         Mode::empty(),
     )
     .map_err(open_error(Path::new("/")))?;
-    check(&fstat(&root).map_err(open_error(Path::new("/")))?, Path::new("/"), owners, true)?;
+    check(
+        &fstat(&root).map_err(open_error(Path::new("/")))?,
+        Path::new("/"),
+        owners,
+        true,
+    )?;
     let mut parent: Option<OwnedFd> = None;
     let mut current = root;
     let mut walked = PathBuf::from("/");

@@ -27,11 +27,32 @@ pub const DEFAULT_USER: &str = "vmrmd";
 /// The config file's keys, the only quoted words a parse error may repeat
 /// (anything else quoted came from the file and is redacted).
 const KNOWN_KEYS: &[&str] = &[
-    "socket", "socket_mode", "socket_group", "prefixes", "name_prefix", "allow_uids",
-    "allow_groups", "user", "sandbox", "limits", "sweep", "max_connections",
-    "max_connections_per_uid", "max_concurrent_removals", "idle_timeout_secs",
-    "frame_timeout_secs", "max_rounds", "max_depth", "count_bytes", "removal_deadline_secs",
-    "interval_secs", "grace_secs", "max_candidates", "best-effort", "required", "off",
+    "socket",
+    "socket_mode",
+    "socket_group",
+    "prefixes",
+    "name_prefix",
+    "allow_uids",
+    "allow_groups",
+    "user",
+    "sandbox",
+    "limits",
+    "sweep",
+    "max_connections",
+    "max_connections_per_uid",
+    "max_concurrent_removals",
+    "idle_timeout_secs",
+    "frame_timeout_secs",
+    "max_rounds",
+    "max_depth",
+    "count_bytes",
+    "removal_deadline_secs",
+    "interval_secs",
+    "grace_secs",
+    "max_candidates",
+    "best-effort",
+    "required",
+    "off",
 ];
 
 /// A user or group named in the config: a number or a name.
@@ -282,7 +303,12 @@ impl ConfigFile {
             let offset = e.span().map_or(0, |s| s.start).min(text.len());
             let before = &text.as_bytes()[..offset];
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-            let column = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+            let column = offset
+                - before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
             ConfigError::Parse {
                 path: path.to_owned(),
                 line,
@@ -538,7 +564,11 @@ fn redact(message: &str) -> String {
         match after.find(quote) {
             Some(close) => {
                 let word = &after[..close];
-                out.push_str(if KNOWN_KEYS.contains(&word) { word } else { "…" });
+                out.push_str(if KNOWN_KEYS.contains(&word) {
+                    word
+                } else {
+                    "…"
+                });
                 out.push(quote);
                 rest = &after[close + 1..];
             }

@@ -215,16 +215,39 @@ mod tests {
     #[test]
     fn system_trees_are_refused() {
         for bad in [
-            "/etc", "/etc/vm", "/usr", "/usr/local/tmp", "/bin", "/sbin", "/lib", "/lib64",
-            "/lib/x", "/boot", "/proc", "/proc/self", "/sys", "/sys/fs", "/dev", "/dev/shm",
-            "/run", "/var", "/home",
+            "/etc",
+            "/etc/vm",
+            "/usr",
+            "/usr/local/tmp",
+            "/bin",
+            "/sbin",
+            "/lib",
+            "/lib64",
+            "/lib/x",
+            "/boot",
+            "/proc",
+            "/proc/self",
+            "/sys",
+            "/sys/fs",
+            "/dev",
+            "/dev/shm",
+            "/run",
+            "/var",
+            "/home",
         ] {
             assert!(
                 matches!(Prefix::new(bad), Err(PrefixError::SystemTree(_))),
                 "{bad}"
             );
         }
-        for good in ["/tmp", "/var/tmp", "/var/lib/vms", "/run/vms", "/home/vms", "/library"] {
+        for good in [
+            "/tmp",
+            "/var/tmp",
+            "/var/lib/vms",
+            "/run/vms",
+            "/home/vms",
+            "/library",
+        ] {
             // "/library" starts with "lib": refused too, by design (cheap and
             // conservative); the others are accepted.
             let refused = Prefix::new(good).is_err();

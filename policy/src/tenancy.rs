@@ -141,9 +141,15 @@ mod tests {
         c.allow_groups = vec![Gid(2000)];
         assert!(authorize_sweep(&c, Uid(1000), &[]).is_ok());
         assert!(authorize_sweep(&c, Uid(1005), &[Gid(1005), Gid(2000)]).is_ok());
-        assert!(authorize_sweep(&c, Uid(1006), &[Gid(1006)]).is_err(), "not listed");
+        assert!(
+            authorize_sweep(&c, Uid(1006), &[Gid(1006)]).is_err(),
+            "not listed"
+        );
         c.allow_uids.push(Uid(0));
-        assert!(authorize_sweep(&c, Uid(0), &[]).is_ok(), "root named explicitly");
+        assert!(
+            authorize_sweep(&c, Uid(0), &[]).is_ok(),
+            "root named explicitly"
+        );
     }
 
     #[test]

@@ -27,9 +27,7 @@ fn audit_log_amplification_is_bounded() {
     // As large as a frame carries.
     path.resize(256 * 1024 - 256, 0xff);
     for _ in 0..200 {
-        let outcome = client
-            .remove(Path::new(OsStr::from_bytes(&path)))
-            .unwrap();
+        let outcome = client.remove(Path::new(OsStr::from_bytes(&path))).unwrap();
         assert!(
             matches!(outcome, vmrm_proto::Outcome::BadRequest { .. }),
             "{outcome:?}"
@@ -116,5 +114,8 @@ fn a_removal_killed_midway_leaves_a_start_line_with_no_end() {
         .any(|l| l["message"] == "remove" && l["removal"] == *removal);
     assert!(!ended, "the killed removal has an end line: {audit:?}");
     let left = std::fs::read_dir(&top).map(|d| d.count()).unwrap_or(0);
-    assert!(left < files + 1, "nothing was removed before the kill? {left}");
+    assert!(
+        left < files + 1,
+        "nothing was removed before the kill? {left}"
+    );
 }

@@ -182,9 +182,16 @@ fn no_chmod_or_chown_by_path_at_start() {
     let by_path: Vec<&str> = trace
         .lines()
         .filter(|l| {
-            ["chmod(", "fchmodat(", "fchmodat2(", "chown(", "lchown(", "fchownat("]
-                .iter()
-                .any(|s| l.contains(s))
+            [
+                "chmod(",
+                "fchmodat(",
+                "fchmodat2(",
+                "chown(",
+                "lchown(",
+                "fchownat(",
+            ]
+            .iter()
+            .any(|s| l.contains(s))
         })
         .collect();
     assert!(by_path.is_empty(), "path-based chmod/chown: {by_path:?}");
@@ -266,10 +273,7 @@ fn same_uid_cannot_ptrace_and_other_uids_cannot_signal_or_prlimit() {
     // Another uid: no signal, no prlimit.
     let out = run_as(ids::TENANT_A, &["kill", "-STOP", &pid]);
     assert!(!out.status.success(), "a tenant stopped vmrmd");
-    let out = run_as(
-        ids::TENANT_A,
-        &["prlimit", "--pid", &pid, "--nofile=3:3"],
-    );
+    let out = run_as(ids::TENANT_A, &["prlimit", "--pid", &pid, "--nofile=3:3"]);
     assert!(!out.status.success(), "a tenant prlimited vmrmd");
     assert!(d.client().ping().is_ok());
     assert!(d.log().contains("dumpable=false"), "{}", d.log());
@@ -313,7 +317,10 @@ fn config_symlinked_to_a_secret_is_refused_and_never_echoed() {
     require_root();
     let f = Fixture::new();
     let secret = f.outside.join("shadow");
-    write_config(&secret, "root:$y$SECRETSALT$SECRETHASH:19000:0:99999:7:::\n");
+    write_config(
+        &secret,
+        "root:$y$SECRETSALT$SECRETHASH:19000:0:99999:7:::\n",
+    );
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
     let link = f.base().join("vmrmd.toml");
     std::os::unix::fs::symlink(&secret, &link).unwrap();
@@ -371,7 +378,9 @@ fn prefix_refused(f: &Fixture, prefixes: &[&Path], expected: &str) {
 fn system_trees_are_refused_as_prefixes() {
     require_root();
     let f = Fixture::new();
-    for p in ["/etc", "/usr", "/proc", "/run", "/var", "/home", "/lib", "/dev"] {
+    for p in [
+        "/etc", "/usr", "/proc", "/run", "/var", "/home", "/lib", "/dev",
+    ] {
         prefix_refused(&f, &[Path::new(p)], "system directory");
     }
 }

@@ -3,8 +3,8 @@
 //! file and the user and group databases (for SIGHUP reloads). No TCP.
 
 use landlock::{
-    path_beneath_rules, Access, PathBeneath, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus,
-    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus,
+    PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
 use std::path::Path;
