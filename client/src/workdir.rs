@@ -458,5 +458,19 @@ mod tests {
             .unwrap();
         let kept = wd.keep();
         assert!(kept.exists());
+        // The attack: keep() dropped the lock, and the sweeper emptied the
+        // directory while its process still used it. The lock stays held.
+        let other = openat(
+            CWD,
+            &kept,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        assert_eq!(
+            flock(&other, FlockOperation::NonBlockingLockExclusive),
+            Err(rustix::io::Errno::WOULDBLOCK),
+            "a kept WorkDir's lock was released"
+        );
     }
 }

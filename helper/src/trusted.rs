@@ -209,6 +209,13 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// world-writable, in a directory that passes [`open_dir`]. `/dev/null`
 /// (the character device) reads as an empty file, meaning "no config".
 pub fn read_config(path: &Path, owners: &Owners) -> Result<String, TrustError> {
+    // A relative `--config` is taken from the working directory, then
+    // walked from `/` like any other.
+    let absolute = std::path::absolute(path).map_err(|source| TrustError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let path = absolute.as_path();
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(TrustError::NotAbsolute(path.to_owned()));
     };
