@@ -115,11 +115,17 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
             held.uid
         );
     }
-    let socket_dir = match &listener.dir {
-        Some(dir) => Some(dir.fd.try_clone().map_err(StartError::Runtime)?),
-        None => None,
+    let (socket_dir, socket_dir_parent) = match &listener.dir {
+        Some(dir) => (
+            Some(dir.fd.try_clone().map_err(StartError::Runtime)?),
+            match dir.created {
+                true => Some(dir.parent.try_clone().map_err(StartError::Runtime)?),
+                false => None,
+            },
+        ),
+        None => (None, None),
     };
-    let reach = sandbox::Reach::new(&config, socket_dir, source.file());
+    let reach = sandbox::Reach::new(&config, socket_dir, socket_dir_parent, source.file());
     let enforced = sandbox::apply(config.sandbox, &reach)?;
     tracing::info!(sandbox = %enforced, "self-sandbox");
 
@@ -241,56 +247,25 @@ fn explain_reload_error(e: &StartError) -> String {
     }
 }
 
+/// `check-config`: the effective configuration as the TOML file that would
+/// give it (defaults and flags included), so it can be compared with what
+/// the operator meant, or copied.
 fn print_config(source: &ConfigSource, c: &Config) {
     match source.file() {
-        Some(p) => println!("config file: {}", p.display()),
-        None => println!("config file: none (built-in defaults and flags)"),
-    }
-    println!(
-        "socket: {} (mode {:o}{})",
-        c.socket.display(),
-        c.socket_mode,
-        c.socket_group
-            .map(|g| format!(", group {g}"))
-            .unwrap_or_default()
-    );
-    for p in &c.prefixes {
-        println!("prefix: {p}");
-    }
-    println!("name prefix: {}", c.name_prefix);
-    println!("allow uids: {}", list(&c.allow_uids));
-    println!("allow groups: {}", list(&c.allow_groups));
-    match c.user {
-        Some((uid, gid)) => println!(
-            "user when started as root: {} (uid {uid}, gid {gid})",
-            c.user_spec
+        Some(p) => println!(
+            "# config file: {}, under the command-line flags",
+            p.display()
         ),
-        None => println!(
-            "user when started as root: {} (does not exist: create it, or set user; \
-             starting as root will be refused)",
-            c.user_spec
-        ),
+        None => println!("# config file: none (built-in defaults and flags)"),
     }
-    println!("sandbox: {:?}", c.sandbox);
-    println!("limits: {:?}", c.limits);
-    match c.sweep.interval {
-        Some(i) => println!(
-            "sweep: every {}s, grace {}s",
-            i.as_secs(),
-            c.sweep.grace.as_secs()
-        ),
-        None => println!("sweep: off"),
+    if c.user.is_none() {
+        println!(
+            "# user {} does not exist: create it \
+             (useradd --system --no-create-home --shell /usr/sbin/nologin {}), \
+             or set user; starting as root is refused until then",
+            c.user_spec, c.user_spec
+        );
     }
-    println!("configuration is valid");
-}
-
-fn list<T: std::fmt::Display>(items: &[T]) -> String {
-    if items.is_empty() {
-        return "any".into();
-    }
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    print!("{}", c.to_toml());
+    println!("# configuration is valid");
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::grammar::is_name_byte;
 use crate::{Gid, Prefix, PrefixError, Uid};
@@ -56,7 +56,7 @@ const KNOWN_KEYS: &[&str] = &[
 ];
 
 /// A user or group named in the config: a number or a name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum IdSpec {
     Id(u32),
@@ -91,7 +91,7 @@ pub trait IdResolver {
 }
 
 /// Whether vmrmd's self-sandbox (Landlock, seccomp) must be in force.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SandboxMode {
     /// Apply what the kernel supports, log what is enforced.
@@ -119,7 +119,7 @@ impl std::str::FromStr for SandboxMode {
 
 /// The file format. Every field is optional; missing ones take the
 /// command line's value, else the built-in default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub socket: Option<PathBuf>,
@@ -138,7 +138,7 @@ pub struct ConfigFile {
 }
 
 /// `[limits]` in the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
     pub max_connections: Option<usize>,
@@ -153,7 +153,7 @@ pub struct LimitsFile {
 }
 
 /// `[sweep]` in the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepFile {
     pub interval_secs: Option<u64>,
@@ -292,8 +292,10 @@ pub enum ConfigError {
     UnknownGroup(IdSpec),
     #[error("user {0} resolves to uid 0; vmrmd must not keep running as root")]
     RootUser(IdSpec),
-    #[error("limits.{0} must be at least 1")]
+    #[error("{0} must be at least 1")]
     ZeroLimit(&'static str),
+    #[error("{} problems:{}", .0.len(), .0.iter().map(|e| format!("\n  - {e}")).collect::<String>())]
+    Several(Vec<ConfigError>),
 }
 
 impl ConfigFile {
@@ -365,70 +367,161 @@ impl ConfigFile {
     }
 }
 
+/// Collects every error of a config instead of stopping at the first, so
+/// an operator fixes them all in one go.
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    /// The value, or `fallback` after noting the error.
+    fn take<T>(&mut self, result: Result<T, impl Into<ConfigError>>, fallback: T) -> T {
+        match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.0.push(e.into());
+                fallback
+            }
+        }
+    }
+
+    fn push(&mut self, e: impl Into<ConfigError>) {
+        self.0.push(e.into());
+    }
+
+    fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
+        match self.0.len() {
+            0 => Ok(value),
+            1 => Err(self.0.remove(0)),
+            _ => Err(ConfigError::Several(self.0)),
+        }
+    }
+}
+
 impl Config {
     /// Fill defaults, resolve names, and validate everything, including the
-    /// prefixes on disk. The helper refuses to start (or to reload) on `Err`.
+    /// prefixes on disk. The helper refuses to start (or to reload) on `Err`,
+    /// which lists every problem found.
     pub fn load(file: ConfigFile, ids: &dyn IdResolver) -> Result<Config, ConfigError> {
-        let config = Config::resolve(file, ids)?;
+        let (config, mut errors) = Config::resolve_collecting(file, ids);
         let mut seen: Vec<(&Prefix, (u64, u64))> = Vec::new();
         for prefix in &config.prefixes {
-            let identity = prefix.check_on_disk()?;
+            let identity = match prefix.check_on_disk() {
+                Ok(identity) => identity,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             // The same directory under two names (a bind mount, most often)
             // would be two prefixes with one content: refused, so that the
             // prefix table stays a set and nesting checks mean something.
             if let Some((first, _)) = seen.iter().find(|(_, id)| *id == identity) {
-                return Err(PrefixError::Alias {
+                errors.push(PrefixError::Alias {
                     first: first.path().to_owned(),
                     second: prefix.path().to_owned(),
-                }
-                .into());
+                });
             }
             seen.push((prefix, identity));
         }
-        Ok(config)
+        errors.finish(config)
     }
 
     /// Everything [`Config::load`] does except looking at the prefixes on disk.
     pub fn resolve(file: ConfigFile, ids: &dyn IdResolver) -> Result<Config, ConfigError> {
+        let (config, errors) = Config::resolve_collecting(file, ids);
+        errors.finish(config)
+    }
+
+    /// The configuration in force, as the TOML file that would give it
+    /// (ids as numbers, every default spelled out), for `check-config`.
+    pub fn to_toml(&self) -> String {
+        let ids = |v: &[u32]| Some(v.iter().map(|&i| IdSpec::Id(i)).collect::<Vec<_>>());
+        let l = &self.limits;
+        let file = ConfigFile {
+            socket: Some(self.socket.clone()),
+            socket_mode: Some(self.socket_mode),
+            socket_group: self.socket_group.map(|g| IdSpec::Id(g.0)),
+            prefixes: Some(self.prefixes.iter().map(|p| p.path().to_owned()).collect()),
+            name_prefix: Some(self.name_prefix.clone()),
+            allow_uids: ids(&self.allow_uids.iter().map(|u| u.0).collect::<Vec<_>>()),
+            allow_groups: ids(&self.allow_groups.iter().map(|g| g.0).collect::<Vec<_>>()),
+            user: Some(self.user_spec.clone()),
+            sandbox: Some(self.sandbox),
+            limits: LimitsFile {
+                max_connections: Some(l.max_connections),
+                max_connections_per_uid: Some(l.max_connections_per_uid),
+                max_concurrent_removals: Some(l.max_concurrent_removals),
+                idle_timeout_secs: Some(l.idle_timeout.as_secs()),
+                frame_timeout_secs: Some(l.frame_timeout.as_secs()),
+                max_rounds: Some(l.max_rounds),
+                max_depth: Some(l.max_depth),
+                count_bytes: Some(l.count_bytes),
+                removal_deadline_secs: Some(l.removal_deadline.as_secs()),
+            },
+            sweep: SweepFile {
+                interval_secs: Some(self.sweep.interval.map_or(0, |i| i.as_secs())),
+                grace_secs: Some(self.sweep.grace.as_secs()),
+                max_candidates: Some(self.sweep.max_candidates),
+            },
+        };
+        let text = toml::to_string(&file).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        // Modes read best in octal, as the operator wrote them.
+        text.lines()
+            .map(|line| match line.strip_prefix("socket_mode = ") {
+                Some(n) => match n.parse::<u32>() {
+                    Ok(mode) => format!("socket_mode = 0o{mode:o}\n"),
+                    Err(_) => format!("{line}\n"),
+                },
+                None => format!("{line}\n"),
+            })
+            .collect()
+    }
+
+    /// A config with defaults standing in for every wrong value, and the
+    /// errors found.
+    fn resolve_collecting(file: ConfigFile, ids: &dyn IdResolver) -> (Config, Errors) {
+        let mut errors = Errors::default();
         let socket = file.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
         if !socket.is_absolute() {
-            return Err(ConfigError::SocketNotAbsolute(socket));
+            errors.push(ConfigError::SocketNotAbsolute(socket.clone()));
         }
         // sun_path holds 108 bytes including the terminating NUL.
         if socket.as_os_str().len() > 107 {
-            return Err(ConfigError::SocketTooLong(socket));
+            errors.push(ConfigError::SocketTooLong(socket.clone()));
         }
         let socket_mode = file.socket_mode.unwrap_or(DEFAULT_SOCKET_MODE);
         if socket_mode > 0o777 {
-            return Err(ConfigError::SocketMode(socket_mode));
+            errors.push(ConfigError::SocketMode(socket_mode));
         }
-        let socket_group = file
-            .socket_group
-            .map(|g| ids.group(&g).ok_or(ConfigError::UnknownGroup(g)))
-            .transpose()?;
+        let socket_group = file.socket_group.and_then(|g| {
+            let gid = ids.group(&g);
+            if gid.is_none() {
+                errors.push(ConfigError::UnknownGroup(g));
+            }
+            gid
+        });
 
-        let prefixes = file
-            .prefixes
-            .unwrap_or_else(|| vec![DEFAULT_PREFIX.into()])
-            .into_iter()
-            .map(Prefix::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        if prefixes.is_empty() {
-            return Err(ConfigError::NoPrefixes);
+        let mut prefixes = Vec::new();
+        for path in file.prefixes.unwrap_or_else(|| vec![DEFAULT_PREFIX.into()]) {
+            if let Some(p) = errors.take(Prefix::new(path).map(Some), None) {
+                prefixes.push(p);
+            }
+        }
+        if prefixes.is_empty() && errors.0.is_empty() {
+            errors.push(ConfigError::NoPrefixes);
         }
         for (i, a) in prefixes.iter().enumerate() {
             if prefixes[..i].contains(a) {
-                return Err(PrefixError::Duplicate(a.path().to_owned()).into());
+                errors.push(PrefixError::Duplicate(a.path().to_owned()));
             }
         }
         for outer in &prefixes {
             for inner in &prefixes {
                 if outer.contains(inner) {
-                    return Err(PrefixError::Nested {
+                    errors.push(PrefixError::Nested {
                         outer: outer.path().to_owned(),
                         inner: inner.path().to_owned(),
-                    }
-                    .into());
+                    });
                 }
             }
         }
@@ -440,25 +533,23 @@ impl Config {
             && !name_prefix.starts_with('.')
             && name_prefix.bytes().all(is_name_byte);
         if !name_prefix_ok {
-            return Err(ConfigError::NamePrefix(name_prefix));
+            errors.push(ConfigError::NamePrefix(name_prefix.clone()));
         }
 
-        let allow_uids = file
-            .allow_uids
-            .unwrap_or_default()
-            .into_iter()
-            .map(|u| {
-                ids.user(&u)
-                    .map(|(uid, _)| uid)
-                    .ok_or(ConfigError::UnknownUser(u))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let allow_groups = file
-            .allow_groups
-            .unwrap_or_default()
-            .into_iter()
-            .map(|g| ids.group(&g).ok_or(ConfigError::UnknownGroup(g)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut allow_uids = Vec::new();
+        for u in file.allow_uids.unwrap_or_default() {
+            match ids.user(&u) {
+                Some((uid, _)) => allow_uids.push(uid),
+                None => errors.push(ConfigError::UnknownUser(u)),
+            }
+        }
+        let mut allow_groups = Vec::new();
+        for g in file.allow_groups.unwrap_or_default() {
+            match ids.group(&g) {
+                Some(gid) => allow_groups.push(gid),
+                None => errors.push(ConfigError::UnknownGroup(g)),
+            }
+        }
 
         let explicit_user = file.user.is_some();
         let user_spec = file
@@ -467,50 +558,78 @@ impl Config {
         // An explicitly named user must exist; the default account may be
         // missing on a development machine, and is demanded only when vmrmd
         // is started as root (see the helper's privilege drop).
-        let user = match ids.user(&user_spec) {
-            Some(user) => Some(user),
-            None if !explicit_user => None,
-            None => return Err(ConfigError::UnknownUser(user_spec)),
-        };
+        let mut user = ids.user(&user_spec);
+        if user.is_none() && explicit_user {
+            errors.push(ConfigError::UnknownUser(user_spec.clone()));
+        }
         if user.is_some_and(|(uid, _)| uid == Uid(0)) {
-            return Err(ConfigError::RootUser(user_spec));
+            errors.push(ConfigError::RootUser(user_spec.clone()));
+            user = None;
         }
 
         let defaults = Limits::default();
         let l = file.limits;
+        let mut count =
+            |name, value: usize, default: usize| errors.take(nonzero(name, value), default);
+        let max_connections = count(
+            "limits.max_connections",
+            l.max_connections.unwrap_or(defaults.max_connections),
+            defaults.max_connections,
+        );
+        let max_connections_per_uid = count(
+            "limits.max_connections_per_uid",
+            l.max_connections_per_uid
+                .unwrap_or(defaults.max_connections_per_uid),
+            defaults.max_connections_per_uid,
+        );
+        let max_concurrent_removals = count(
+            "limits.max_concurrent_removals",
+            l.max_concurrent_removals
+                .unwrap_or(defaults.max_concurrent_removals),
+            defaults.max_concurrent_removals,
+        );
+        let max_depth = count(
+            "limits.max_depth",
+            l.max_depth.unwrap_or(defaults.max_depth),
+            defaults.max_depth,
+        );
         let limits = Limits {
-            max_connections: nonzero(
-                "max_connections",
-                l.max_connections.unwrap_or(defaults.max_connections),
-            )?,
-            max_connections_per_uid: nonzero(
-                "max_connections_per_uid",
-                l.max_connections_per_uid
-                    .unwrap_or(defaults.max_connections_per_uid),
-            )?,
-            max_concurrent_removals: nonzero(
-                "max_concurrent_removals",
-                l.max_concurrent_removals
-                    .unwrap_or(defaults.max_concurrent_removals),
-            )?,
-            idle_timeout: secs(
-                "idle_timeout_secs",
-                l.idle_timeout_secs,
+            max_connections,
+            max_connections_per_uid,
+            max_concurrent_removals,
+            idle_timeout: errors.take(
+                secs(
+                    "limits.idle_timeout_secs",
+                    l.idle_timeout_secs,
+                    defaults.idle_timeout,
+                ),
                 defaults.idle_timeout,
-            )?,
-            frame_timeout: secs(
-                "frame_timeout_secs",
-                l.frame_timeout_secs,
+            ),
+            frame_timeout: errors.take(
+                secs(
+                    "limits.frame_timeout_secs",
+                    l.frame_timeout_secs,
+                    defaults.frame_timeout,
+                ),
                 defaults.frame_timeout,
-            )?,
-            max_rounds: nonzero("max_rounds", l.max_rounds.unwrap_or(defaults.max_rounds))?,
-            max_depth: nonzero("max_depth", l.max_depth.unwrap_or(defaults.max_depth))?,
+            ),
+            max_rounds: errors.take(
+                nonzero(
+                    "limits.max_rounds",
+                    l.max_rounds.unwrap_or(defaults.max_rounds),
+                ),
+                defaults.max_rounds,
+            ),
+            max_depth,
             count_bytes: l.count_bytes.unwrap_or(defaults.count_bytes),
-            removal_deadline: secs(
-                "removal_deadline_secs",
-                l.removal_deadline_secs,
+            removal_deadline: errors.take(
+                secs(
+                    "limits.removal_deadline_secs",
+                    l.removal_deadline_secs,
+                    defaults.removal_deadline,
+                ),
                 defaults.removal_deadline,
-            )?,
+            ),
         };
 
         let sweep_defaults = SweepConfig::default();
@@ -525,15 +644,18 @@ impl Config {
                 .grace_secs
                 .map(Duration::from_secs)
                 .unwrap_or(sweep_defaults.grace),
-            max_candidates: nonzero(
-                "sweep.max_candidates",
-                file.sweep
-                    .max_candidates
-                    .unwrap_or(sweep_defaults.max_candidates),
-            )?,
+            max_candidates: errors.take(
+                nonzero(
+                    "sweep.max_candidates",
+                    file.sweep
+                        .max_candidates
+                        .unwrap_or(sweep_defaults.max_candidates),
+                ),
+                sweep_defaults.max_candidates,
+            ),
         };
 
-        Ok(Config {
+        let config = Config {
             socket,
             socket_mode,
             socket_group,
@@ -546,7 +668,8 @@ impl Config {
             sandbox: file.sandbox.unwrap_or_default(),
             limits,
             sweep,
-        })
+        };
+        (config, errors)
     }
 }
 
@@ -740,6 +863,38 @@ pub(crate) mod tests {
         };
         assert!(Config::resolve(file, &Table).is_err());
         assert!(Config::resolve(ConfigFile::default(), &Table).is_ok());
+    }
+
+    #[test]
+    fn every_error_is_reported_not_only_the_first() {
+        let text = "socket = \"rel.sock\"\nuser = \"mallory\"\nallow_groups = [\"nope\"]\n\
+                    [limits]\nmax_connections = 0\n";
+        let err = ConfigFile::parse(text, Path::new("t.toml"))
+            .and_then(|f| Config::resolve(f, &Table))
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "4 problems",
+            "must be absolute",
+            "unknown user mallory",
+            "unknown group nope",
+            "limits.max_connections must be at least 1",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn the_effective_config_prints_as_toml_that_reads_back_the_same() {
+        let text = "socket_mode = 0o660\nprefixes = [\"/tmp\", \"/var/lib/vms\"]\nuser = \"bob\"\n\
+                    sandbox = \"required\"\n[sweep]\ninterval_secs = 60\n";
+        let c = Config::resolve(ConfigFile::parse(text, Path::new("t")).unwrap(), &Table).unwrap();
+        let printed = c.to_toml();
+        assert!(printed.contains("socket_mode = 0o660"), "{printed}");
+        assert!(printed.contains("sandbox = \"required\""), "{printed}");
+        assert!(printed.contains("[limits]"), "{printed}");
+        let again = Config::resolve(ConfigFile::parse(&printed, Path::new("t")).unwrap(), &Table);
+        assert_eq!(again.unwrap(), c);
     }
 
     #[test]

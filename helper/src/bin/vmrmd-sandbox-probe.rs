@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     };
     // The fds are opened before the sandbox: even holding them, vmrmd
     // must not be able to remove anything outside its prefixes.
-    let enforced = match sandbox::apply(args.sandbox, &Reach::new(&config, None, None)) {
+    let enforced = match sandbox::apply(args.sandbox, &Reach::new(&config, None, None, None)) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("sandbox: {e}");

@@ -54,6 +54,14 @@ pub(super) fn restrict(reach: &Reach, required: bool) -> Result<String, SandboxE
             .add_rule(PathBeneath::new(dir, AccessFs::RemoveFile))
             .map_err(SandboxError::Landlock)?;
     }
+    // Removing empty directories beneath the parent of a socket directory
+    // vmrmd made itself, so that it leaves none behind; only ever empty
+    // ones (rmdir), and only when vmrmd created it.
+    if let Some(parent) = &reach.socket_dir_parent {
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(parent, AccessFs::RemoveDir))
+            .map_err(SandboxError::Landlock)?;
+    }
     // Reading is best effort even when required: a missing nsswitch.conf is
     // no reason to refuse to start.
     let config_reach = reach.config_file.as_deref().map(config_readable);

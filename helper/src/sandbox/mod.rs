@@ -60,6 +60,9 @@ pub struct Reach {
     /// The directory of a socket vmrmd bound itself (unlinked at exit): the
     /// fd checked at start, not its path again.
     pub socket_dir: Option<std::os::fd::OwnedFd>,
+    /// The parent of a socket directory vmrmd created, so that it can
+    /// remove the (then empty) directory at exit.
+    pub socket_dir_parent: Option<std::os::fd::OwnedFd>,
     /// Read again on SIGHUP.
     pub config_file: Option<PathBuf>,
 }
@@ -68,6 +71,7 @@ impl Reach {
     pub fn new(
         config: &Config,
         socket_dir: Option<std::os::fd::OwnedFd>,
+        socket_dir_parent: Option<std::os::fd::OwnedFd>,
         config_file: Option<&Path>,
     ) -> Reach {
         Reach {
@@ -77,6 +81,7 @@ impl Reach {
                 .map(|p| p.path().to_owned())
                 .collect(),
             socket_dir,
+            socket_dir_parent,
             config_file: config_file.map(Path::to_owned),
         }
     }
