@@ -121,7 +121,13 @@ pub fn open_dir(path: &Path, owners: &Owners, create: bool) -> Result<TrustedDir
         let next = match openat(&current, *name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) if create => {
-                match mkdirat(&current, *name, Mode::from_raw_mode(0o755)) {
+                // Exactly 0755 whatever the inherited umask (tenants must
+                // be able to reach the socket); vmrmd is single-threaded
+                // at start, so the process-wide umask touches nothing else.
+                let old_mask = rustix::process::umask(Mode::from_raw_mode(0o022));
+                let made = mkdirat(&current, *name, Mode::from_raw_mode(0o755));
+                rustix::process::umask(old_mask);
+                match made {
                     Ok(()) => created = last,
                     // Made meanwhile by someone: checked below like any other.
                     Err(Errno::EXIST) => {}
