@@ -106,6 +106,8 @@ impl SweepState {
             self.emptied.clear();
         }
         let mut swept = Vec::new();
+        // One user-database lookup per owner per pass, not per directory.
+        let mut owners: HashMap<Uid, bool> = HashMap::new();
         for (index, prefix) in config.prefixes.iter().enumerate() {
             let Some(prefix_fd) = policy.prefixes.get(index) else {
                 continue;
@@ -121,7 +123,7 @@ impl SweepState {
                 let mut path = prefix.as_bytes().to_vec();
                 path.push(b'/');
                 path.extend_from_slice(name.as_bytes());
-                if let Some(s) = self.sweep_one(policy, prefix_fd, &name, path, now) {
+                if let Some(s) = self.sweep_one(policy, &mut owners, prefix_fd, &name, path, now) {
                     swept.push(s);
                 }
             }
@@ -134,6 +136,7 @@ impl SweepState {
     fn sweep_one(
         &mut self,
         policy: &Policy,
+        owners: &mut HashMap<Uid, bool>,
         prefix: BorrowedFd<'_>,
         name: &CString,
         path: Vec<u8>,
@@ -145,7 +148,10 @@ impl SweepState {
         // The attack: root's, the overflow uid's and never-vmrm users'
         // `vm-*` directories were emptied. Only owners a request would be
         // served for are swept.
-        if !owner_allowed(&policy.config, owner) {
+        let allowed = *owners
+            .entry(owner)
+            .or_insert_with(|| owner_allowed(&policy.config, owner));
+        if !allowed {
             return None;
         }
         let age = now.duration_since(top.changed).unwrap_or_default();
