@@ -59,7 +59,9 @@ impl ConfigSource {
     /// The file in use, if any.
     pub fn file(&self) -> Option<&Path> {
         match &self.file {
-            Some(p) if self.explicit || p.exists() => Some(p),
+            // lstat: a dangling symlink at the default path is refused, not
+            // silently taken for "no file".
+            Some(p) if self.explicit || p.symlink_metadata().is_ok() => Some(p),
             _ => None,
         }
     }

@@ -115,7 +115,9 @@ impl Listener {
         let addr = SocketAddrUnix::new(address(&dir.fd, name, path)).map_err(err("address"))?;
         bind_with_attributes(&fd, &addr, config).map_err(err("bind"))?;
         verify_attributes(&dir.fd, name, path, config)?;
-        rustix::net::listen(&fd, 128).map_err(err("listen on"))?;
+        // -1: the kernel's maximum (net.core.somaxconn), as std's
+        // UnixListener::bind asks on Linux; floods are bounded by the caps.
+        rustix::net::listen(&fd, -1).map_err(err("listen on"))?;
         Ok(Listener {
             socket: UnixListener::from(fd),
             bound_path: Some(path.clone()),
