@@ -472,3 +472,60 @@ fn group_writable_prefix_is_refused_unless_sticky() {
     let (failed, log) = run_vmrmd(&words, Duration::from_secs(4));
     assert!(!failed, "sticky group-writable prefix refused:\n{log}");
 }
+
+// ---- Issue 12: check-config ------------------------------------------------
+
+/// `check-config` printed Rust Debug (`BestEffort`, `Limits { .. }`) and
+/// only the first error.
+#[test]
+fn check_config_prints_toml_and_every_error() {
+    let f = tempfile::tempdir().unwrap();
+    let prefix = fs::canonicalize(f.path()).unwrap();
+    let out = Command::new(binaries::vmrmd())
+        .args(["--config", "/dev/null", "--user", "61000", "--prefix"])
+        .arg(&prefix)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for expected in [
+        "sandbox = \"best-effort\"",
+        "[limits]",
+        "max_connections = 256",
+        "socket_mode = 0o666",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("BestEffort") && !stdout.contains("Limits {"),
+        "{stdout}"
+    );
+
+    let out = Command::new(binaries::vmrmd())
+        .args([
+            "--config",
+            "/dev/null",
+            "--user",
+            "61000",
+            "--prefix",
+            "/etc",
+            "--prefix",
+            "rel",
+            "--max-connections",
+            "0",
+            "check-config",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for expected in [
+        "3 problems",
+        "\"/etc\" is a system directory",
+        "not an absolute path",
+        "max_connections must be at least 1",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing:\n{stderr}");
+    }
+}
