@@ -234,7 +234,7 @@ fn explain_reload_error(e: &StartError) -> String {
     let mut denied = false;
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            denied |= io.raw_os_error() == Some(libc::EACCES);
+            denied |= io.raw_os_error() == Some(rustix::io::Errno::ACCESS.raw_os_error());
         }
         source = s.source();
     }
