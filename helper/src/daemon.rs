@@ -215,6 +215,23 @@ fn reload(service: &Service, source: &ConfigSource) {
                     "changed connection caps, concurrency and timeouts take effect only at restart"
                 );
             }
+            let current = service.policy();
+            let added: Vec<String> = policy
+                .config
+                .prefixes
+                .iter()
+                .filter(|p| !current.config.prefixes.contains(p))
+                .map(|p| p.to_string())
+                .collect();
+            if !added.is_empty() && current.config.sandbox != vmrm_policy::SandboxMode::Off {
+                // Landlock's rules were fixed at start: removals beneath a
+                // new prefix would fail with EACCES until a restart.
+                tracing::warn!(
+                    added = %added.join(","),
+                    "new prefixes are outside vmrmd's self-sandbox until it is restarted \
+                     (systemctl restart vmrmd); removals beneath them fail with EACCES until then"
+                );
+            }
             tracing::info!(
                 prefixes = %policy.config.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
                 "configuration reloaded"
