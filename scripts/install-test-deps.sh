@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine, when missing:
 # setpriv/prlimit (util-linux), chattr (e2fsprogs), systemd-socket-activate
-# and systemd-analyze (systemd), and cargo-nextest.
+# and systemd-analyze (systemd), strace (startup tests), and cargo-nextest.
 set -euo pipefail
 missing=()
 command -v setpriv >/dev/null || missing+=(util-linux)
@@ -10,6 +10,7 @@ command -v chattr >/dev/null || missing+=(e2fsprogs)
 command -v systemd-socket-activate >/dev/null || missing+=(systemd)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v timeout >/dev/null || missing+=(coreutils)
+command -v strace >/dev/null || missing+=(strace)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${missing[*]} (install them as root)" >&2
