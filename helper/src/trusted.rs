@@ -10,7 +10,6 @@
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{fstat, mkdirat, openat, FileType, Mode, OFlags, Stat, CWD};
@@ -39,7 +38,7 @@ impl Owners {
 /// A path component that cannot be trusted, or could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
-    #[error("{0:?} must be an absolute path without `.` or `..`")]
+    #[error("{0:?} must be an absolute path without `.` or `..`, below `/`")]
     NotAbsolute(PathBuf),
     #[error("cannot open {path:?}: {source}")]
     Open {
@@ -283,6 +282,6 @@ pub fn read_config(path: &Path, owners: &Owners) -> Result<String, TrustError> {
 pub fn through_fd(dir: &impl AsFd, name: &OsStr) -> PathBuf {
     use std::os::fd::AsRawFd;
     let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd()));
-    p.push(OsStr::from_bytes(name.as_bytes()));
+    p.push(name);
     p
 }
