@@ -46,11 +46,12 @@ fn sweeper_leaves_root_overflow_and_unlisted_owners_alone() {
     require_root();
     let f = Fixture::new();
     let a = ids::TENANT_A.to_string();
-    let d = Daemon::start(&f, sweeping(&["--allow-uid", &a]));
+    // Built before vmrmd starts, so no pass sees a half-built tree.
     let root_dir = tree::vm_workdir(&f.plain, 0);
     let overflow_dir = tree::vm_workdir(&f.plain, 65534);
     let stranger_dir = tree::vm_workdir(&f.plain, ids::TENANT_B);
     let orphan = tree::vm_workdir(&f.plain, ids::TENANT_A);
+    let d = Daemon::start(&f, sweeping(&["--allow-uid", &a]));
     let line = wait_for_sweep(&d, &orphan);
     assert!(!orphan.exists());
     // Two more passes for the others to have had their chance.
@@ -80,8 +81,9 @@ fn sweeper_leaves_root_overflow_and_unlisted_owners_alone() {
 fn emptied_but_unlinkable_top_is_audited_once() {
     require_root();
     let f = Fixture::new();
-    let d = Daemon::start(&f, sweeping(&[]));
+    // Built before vmrmd starts, so no pass sees a half-built tree.
     let top = tree::vm_workdir(&f.sticky, ids::TENANT_A);
+    let d = Daemon::start(&f, sweeping(&[]));
     let line = wait_for_sweep(&d, &top);
     assert_eq!(line["verdict"], "emptied", "{line}");
     assert!(top.exists(), "the owner removes the empty top");
