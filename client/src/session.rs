@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vmrm_proto::{
-    ClientMessage, FailedOp, Failure, Outcome, ProtocolErrorKind, RemovalStats, Request,
-    RequestId, ServerMessage, PROTOCOL_VERSION,
+    ClientMessage, FailedOp, Failure, Outcome, ProtocolErrorKind, RemovalStats, Request, RequestId,
+    ServerMessage, PROTOCOL_VERSION,
 };
 
 use crate::ClientError;

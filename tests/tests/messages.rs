@@ -13,7 +13,9 @@ use vmrm_tests::{binaries, ids, require_root, Daemon, DaemonOptions, Fixture};
 
 fn vmrm(args: &[&OsStr], env: Option<&OsStr>) -> Output {
     let mut cmd = Command::new(binaries::vmrm());
-    cmd.args(args).stdin(Stdio::null()).env_remove("VMRM_SOCKET");
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .env_remove("VMRM_SOCKET");
     if let Some(socket) = env {
         cmd.env("VMRM_SOCKET", socket);
     }
@@ -131,7 +133,11 @@ fn busy_per_uid_says_which_limit_and_exits_6() {
     let _held = hold(&d, 2);
     for _ in 0..5 {
         let out = vmrm(
-            &[OsStr::new("--socket"), d.socket.as_os_str(), OsStr::new("ping")],
+            &[
+                OsStr::new("--socket"),
+                d.socket.as_os_str(),
+                OsStr::new("ping"),
+            ],
             None,
         );
         let text = stderr(&out);
