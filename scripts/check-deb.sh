@@ -59,6 +59,9 @@ man -w vmrmd >/dev/null && man -w vmrm-rm >/dev/null || fail "man pages not foun
 /usr/bin/vmrm --version
 echo "installed: files, vmrmd user, vmrm group, enabled socket, valid config and units"
 
+echo "== the installed units under systemd as PID 1 of a private namespace"
+bash scripts/check-systemd.sh
+
 echo "== dpkg -r"
 dpkg -r vmrm
 for f in /usr/sbin/vmrmd /usr/bin/vmrm /usr/lib/systemd/system/vmrmd.socket /usr/share/man/man8/vmrmd.8.gz; do
