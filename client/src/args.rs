@@ -37,6 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Remove directory trees, like `rm -rf`, through vmrmd.
+    #[command(after_help = EXIT_STATUS)]
     Rm {
         /// Treat a path that does not exist as removed (like `rm -f`).
         #[arg(short, long)]

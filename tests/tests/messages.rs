@@ -179,3 +179,33 @@ fn busy_everyone_says_which_limit_and_json_says_busy() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["result"], "busy", "{json}");
 }
+
+#[test]
+fn rm_help_documents_recursive_and_its_short_forms() {
+    let out = vmrm(&[OsStr::new("rm"), OsStr::new("--help")], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("-r, --recursive"), "{text}");
+    assert!(text.contains("-R"), "{text}");
+    assert!(text.contains("6  busy"), "{text}");
+}
+
+/// "bytes" used to be unnamed: it is the allocated size of what the removal
+/// freed, and the JSON says so.
+#[test]
+#[ignore = "needs root"]
+fn json_names_allocated_bytes() {
+    require_root();
+    let f = Fixture::new();
+    let d = Daemon::start(&f, DaemonOptions::default());
+    let dir = vmrm_tests::tree::vm_workdir(&f.plain, ids::TENANT_A);
+    let out = d.vmrm_as(
+        ids::TENANT_A,
+        &[OsStr::new("rm"), OsStr::new("--json"), dir.as_os_str()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["result"], "removed", "{json}");
+    assert!(json["allocated_bytes"].as_u64().is_some(), "{json}");
+    assert!(json.get("bytes").is_none(), "{json}");
+}
