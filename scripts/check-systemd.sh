@@ -89,6 +89,12 @@ grep -q '^CapEff:.*0000000000000002$' <<<"$status" || fail "vmrmd holds more tha
 
 grep -iE 'sandbox|landlock|seccomp' "$work/vmrmd.log" | head -n 3 || true
 
+echo "== a removal under the unit's sandbox"
+dir=$(mktemp -d /tmp/vm-sdcheck-XXXXXXXX)
+mkdir -p "$dir/a/b" && touch "$dir/a/b/f" "$dir/overlay.qcow2" && mkfifo "$dir/fifo"
+inside /usr/bin/vmrm rm --json "$dir" || { rm -rf "$dir"; fail "vmrm rm failed under systemd"; }
+[ ! -e "$dir" ] || { rm -rf "$dir"; fail "$dir is still there"; }
+
 echo "== systemctl reload"
 sc reload vmrmd.service || fail "reload failed"
 [ "$(sc is-active vmrmd.service)" = active ] || fail "not active after reload"
@@ -106,4 +112,7 @@ sc stop vmrmd.service vmrmd.socket || fail "stop failed"
 [ "$(sc is-active vmrmd.service || true)" = inactive ] || fail "vmrmd.service still active"
 [ "$(sc show -p Result --value vmrmd.service)" = success ] || fail "vmrmd.service did not stop cleanly"
 inside test ! -e /run/vmrmd/vmrmd.sock || fail "the socket file is left after stop"
+if grep -E '"level":"(WARN|ERROR)"' "$work/vmrmd.log"; then
+  fail "vmrmd warned under the unit's sandbox (above)"
+fi
 echo "systemd check passed"
