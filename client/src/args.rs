@@ -14,7 +14,8 @@ Exit status:
   3  denied: the helper refused a path; nothing of it was touched
   4  not found (without -f)
   5  the helper is unreachable, or broke the protocol
-With several paths, the most severe status wins: 5, 3, 1, then 4.";
+  6  busy: the helper is at a connection limit; nothing was asked, retry later
+With several paths, the most severe status wins: 5, 6, 3, 1, then 4.";
 
 /// Remove VM working directories through the vmrmd helper.
 #[derive(Debug, Parser)]
@@ -36,12 +37,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Remove directory trees, like `rm -rf`, through vmrmd.
+    #[command(after_help = EXIT_STATUS)]
     Rm {
         /// Treat a path that does not exist as removed (like `rm -f`).
         #[arg(short, long)]
         force: bool,
-        /// Accepted for drop-in use as `rm -rf`; removal is always recursive.
-        #[arg(short = 'r', short_alias = 'R', long = "recursive", hide = true)]
+        /// Accepted (also as -R) for drop-in use as `rm -rf`: removal is
+        /// always recursive, with or without it.
+        #[arg(short = 'r', short_alias = 'R', long = "recursive")]
         recursive: bool,
         /// One JSON object per path on stdout.
         #[arg(long)]

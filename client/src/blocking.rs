@@ -126,11 +126,8 @@ impl Client {
     }
 
     fn connect(&mut self) -> Result<(), ClientError> {
-        let socket = &self.options.socket;
-        let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
-            socket: socket.clone(),
-            source,
-        })?;
+        let stream = UnixStream::connect(&self.options.socket)
+            .map_err(|source| session::connect_error(&self.options, source))?;
         let timeouts = stream
             .set_read_timeout(Some(self.options.response_timeout))
             .and_then(|()| stream.set_write_timeout(Some(self.options.send_timeout)));
@@ -139,8 +136,21 @@ impl Client {
         let frame = encode(&session::hello()).map_err(|source| self.frame_err(source))?;
         let written = self.stream.as_mut().map(|s| s.write_all(&frame));
         if let Some(Err(e)) = written {
+            // A helper at its connection limit sends "busy" and hangs up
+            // without reading our hello: report its refusal, not EPIPE.
+            let refusal = if session::peer_hung_up(&e) {
+                self.receive().ok()
+            } else {
+                None
+            };
             self.stream = None;
-            return Err(self.io_err(e));
+            return Err(match refusal {
+                Some(msg) => match session::check_hello(&self.options.socket, msg) {
+                    Err(refused) => refused,
+                    Ok(()) => self.io_err(e),
+                },
+                None => self.io_err(e),
+            });
         }
         let hello = self.receive();
         match hello.and_then(|msg| session::check_hello(&self.options.socket, msg)) {

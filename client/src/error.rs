@@ -6,15 +6,25 @@ use std::path::PathBuf;
 
 use vmrm_proto::{FrameError, ProtocolErrorKind};
 
+use crate::session::SocketOrigin;
+
 /// vmrmd could not be reached, or did not answer as the protocol says.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to vmrmd at {socket:?}: {source}")]
+    #[error(
+        "cannot connect to vmrmd at {socket:?} ({origin}): {source}; {hint}",
+        hint = connect_hint(source)
+    )]
     Connect {
         socket: PathBuf,
+        origin: SocketOrigin,
         #[source]
         source: io::Error,
     },
+    /// The helper is at a connection limit and said which; a later attempt
+    /// may succeed.
+    #[error("vmrmd at {socket:?} is busy: {message}; retry later")]
+    Busy { socket: PathBuf, message: String },
     #[error("connection to vmrmd at {socket:?} failed: {source}")]
     Io {
         socket: PathBuf,
@@ -54,5 +64,15 @@ impl ClientError {
                     ..
                 }
         )
+    }
+}
+
+/// What to check when connect(2) failed, by its errno.
+fn connect_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "the socket admits its group only (vmrm by default): check `ls -l` on it and `id`"
+        }
+        _ => "is vmrmd running? check `systemctl status vmrmd.socket`",
     }
 }

@@ -20,7 +20,7 @@ mod workdir;
 
 pub use blocking::Client;
 pub use error::ClientError;
-pub use session::{default_socket, ClientOptions, SOCKET_ENV};
+pub use session::{default_socket, ClientOptions, SocketOrigin, SOCKET_ENV};
 #[cfg(feature = "tokio")]
 pub use tokio_client::AsyncClient;
 pub use vmrm_proto::{DenyReason, FailedOp, Failure, Outcome, RemovalStats, Stats};

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vmrm_proto::{
-    ClientMessage, FailedOp, Failure, Outcome, RemovalStats, Request, RequestId, ServerMessage,
-    PROTOCOL_VERSION,
+    ClientMessage, FailedOp, Failure, Outcome, ProtocolErrorKind, RemovalStats, Request, RequestId,
+    ServerMessage, PROTOCOL_VERSION,
 };
 
 use crate::ClientError;
@@ -17,16 +17,49 @@ pub const SOCKET_ENV: &str = "VMRM_SOCKET";
 
 /// `$VMRM_SOCKET`, else the helper's default socket path.
 pub fn default_socket() -> PathBuf {
-    std::env::var_os(SOCKET_ENV)
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(vmrm_proto::DEFAULT_SOCKET))
+    default_socket_and_origin().0
+}
+
+fn default_socket_and_origin() -> (PathBuf, SocketOrigin) {
+    match std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()) {
+        Some(s) => (PathBuf::from(s), SocketOrigin::Env),
+        None => (
+            PathBuf::from(vmrm_proto::DEFAULT_SOCKET),
+            SocketOrigin::Default,
+        ),
+    }
+}
+
+/// Where the socket path came from, so that "cannot connect" can say which
+/// setting to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketOrigin {
+    /// Given by the caller (`--socket`, [`ClientOptions::with_socket`]).
+    Explicit,
+    /// From `$VMRM_SOCKET`.
+    Env,
+    /// The built-in default, [`vmrm_proto::DEFAULT_SOCKET`].
+    Default,
+}
+
+impl std::fmt::Display for SocketOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SocketOrigin::Explicit => "given with --socket",
+            SocketOrigin::Env => "from $VMRM_SOCKET",
+            SocketOrigin::Default => {
+                "the built-in default; --socket or $VMRM_SOCKET choose another"
+            }
+        })
+    }
 }
 
 /// How a client reaches the helper and how long it waits.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub socket: PathBuf,
+    /// Where `socket` came from; named when the helper cannot be reached.
+    pub socket_origin: SocketOrigin,
     /// Longest wait for one answer. A removal of a large tree takes as long
     /// as it takes (the helper bounds it by its own deadline), so the
     /// default is generous.
@@ -37,8 +70,10 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
+        let (socket, socket_origin) = default_socket_and_origin();
         ClientOptions {
-            socket: default_socket(),
+            socket,
+            socket_origin,
             response_timeout: Duration::from_secs(660),
             send_timeout: Duration::from_secs(10),
         }
@@ -49,6 +84,7 @@ impl ClientOptions {
     pub fn with_socket(socket: impl Into<PathBuf>) -> Self {
         ClientOptions {
             socket: socket.into(),
+            socket_origin: SocketOrigin::Explicit,
             ..ClientOptions::default()
         }
     }
@@ -98,6 +134,13 @@ pub(crate) fn check_response(
 
 fn unexpected_or_refused<T>(socket: &Path, msg: ServerMessage) -> Result<T, ClientError> {
     Err(match msg {
+        ServerMessage::Error {
+            kind: ProtocolErrorKind::Busy,
+            message,
+        } => ClientError::Busy {
+            socket: socket.to_owned(),
+            message,
+        },
         ServerMessage::Error { kind, message } => ClientError::Refused {
             socket: socket.to_owned(),
             kind,
@@ -108,6 +151,25 @@ fn unexpected_or_refused<T>(socket: &Path, msg: ServerMessage) -> Result<T, Clie
             what: format!("{other:?}"),
         },
     })
+}
+
+/// Whether a failed write of the hello means the helper already hung up,
+/// most likely after sending a refusal (busy) that is still there to read.
+pub(crate) fn peer_hung_up(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The error for a failed connect(2), naming the socket, where its path
+/// came from, and what to check.
+pub(crate) fn connect_error(options: &ClientOptions, source: io::Error) -> ClientError {
+    ClientError::Connect {
+        socket: options.socket.clone(),
+        origin: options.socket_origin,
+        source,
+    }
 }
 
 /// The path as bytes for the wire.

@@ -20,6 +20,10 @@ use crate::ClientError;
 
 type Conn = Framed<UnixStream, LengthDelimitedCodec>;
 
+/// How long to look for a refusal the helper sent before hanging up; it is
+/// already in our receive buffer, so this only bounds a surprise.
+const REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// An async connection to vmrmd; see [`crate::Client`] for the semantics.
 #[derive(Debug)]
 pub struct AsyncClient {
@@ -129,12 +133,23 @@ impl AsyncClient {
     async fn connect(&self) -> Result<Conn, ClientError> {
         let stream = UnixStream::connect(&self.options.socket)
             .await
-            .map_err(|source| ClientError::Connect {
-                socket: self.options.socket.clone(),
-                source,
-            })?;
+            .map_err(|source| session::connect_error(&self.options, source))?;
         let mut conn = Framed::new(stream, codec());
-        let msg = self.exchange(&mut conn, &session::hello()).await?;
+        let msg = match self.exchange(&mut conn, &session::hello()).await {
+            Ok(msg) => msg,
+            // A helper at its connection limit sends "busy" and hangs up
+            // without reading our hello: report its refusal, not EPIPE.
+            Err(ClientError::Io { socket, source }) if session::peer_hung_up(&source) => {
+                match timeout(REFUSAL_WAIT, conn.next()).await {
+                    Ok(Some(Ok(frame))) => match decode(&frame) {
+                        Ok(msg) => msg,
+                        Err(_) => return Err(ClientError::Io { socket, source }),
+                    },
+                    _ => return Err(ClientError::Io { socket, source }),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         session::check_hello(&self.options.socket, msg)?;
         Ok(conn)
     }

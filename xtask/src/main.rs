@@ -1,22 +1,79 @@
-//! `cargo run -p xtask -- man DIR`: writes `vmrm.1` (with a page per
-//! subcommand) and `vmrmd.8` into DIR,
-//! generated from the same clap definitions the binaries parse with, so the
-//! pages cannot drift from the flags.
+//! `cargo run -p xtask -- man DIR`: writes `vmrm.1`, a page per `vmrm`
+//! subcommand (`vmrm-rm.1`, ...) and `vmrmd.8` into DIR, generated from the
+//! same clap definitions the binaries parse with, so the pages cannot drift
+//! from the flags.
+
+mod page;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::CommandFactory;
 
-fn write_page(cmd: clap::Command, section: &str, dir: &Path) -> std::io::Result<PathBuf> {
-    let name = cmd.get_name().to_owned();
-    let path = dir.join(format!("{name}.{section}"));
-    let mut out = Vec::new();
-    clap_mangen::Man::new(cmd)
-        .section(section)
-        .render(&mut out)?;
-    std::fs::write(&path, out)?;
+use page::Page;
+
+fn write(page: Page, dir: &Path) -> std::io::Result<PathBuf> {
+    let path = dir.join(page.file_name());
+    std::fs::write(&path, page.render())?;
     Ok(path)
+}
+
+fn pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+
+    let vmrm = vmrm::args::Cli::command().disable_help_subcommand(true);
+    let vmrmd = vmrmd::cli::Cli::command().disable_help_subcommand(true);
+    let version = vmrm.get_version().unwrap_or_default().to_owned();
+
+    let sub_pages: Vec<(String, &str)> = vmrm
+        .get_subcommands()
+        .map(|s| (format!("vmrm-{}", s.get_name()), "1"))
+        .collect();
+
+    // vmrm(1): the global flags, the subcommands by page.
+    let mut see_also: Vec<(String, &str)> = sub_pages.clone();
+    see_also.push(("vmrmd".into(), "8"));
+    written.push(write(
+        Page::new(vmrm.clone(), "1", &version)
+            .subcommands_by_page()
+            .see_also(see_also),
+        dir,
+    )?);
+
+    // vmrm-rm(1), ...: each subcommand with the global flags it accepts.
+    for sub in vmrm.get_subcommands() {
+        let name = format!("vmrm-{}", sub.get_name());
+        let mut cmd = sub
+            .clone()
+            .name(name.clone())
+            .bin_name(format!("vmrm {}", sub.get_name()));
+        for global in vmrm.get_arguments().filter(|a| a.is_global_set()) {
+            cmd = cmd.arg(global.clone());
+        }
+        // The exit statuses hold for every subcommand.
+        if let Some(after) = vmrm.get_after_help() {
+            cmd = cmd.after_help(after.clone());
+        }
+        let mut see_also = vec![("vmrm".to_owned(), "1")];
+        see_also.extend(sub_pages.iter().filter(|(n, _)| *n != name).cloned());
+        see_also.push(("vmrmd".into(), "8"));
+        written.push(write(
+            Page::new(cmd, "1", &version)
+                .source(format!("vmrm {version}"))
+                .see_also(see_also),
+            dir,
+        )?);
+    }
+
+    // vmrmd(8): its flags are global; its subcommands are described inline.
+    let mut see_also = vec![("vmrm".to_owned(), "1")];
+    see_also.extend(sub_pages);
+    written.push(write(
+        Page::new(vmrmd, "8", &version).see_also(see_also),
+        dir,
+    )?);
+    Ok(written)
 }
 
 fn main() -> ExitCode {
@@ -29,18 +86,7 @@ fn main() -> ExitCode {
         eprintln!("unknown task {task:?}; known: man");
         return ExitCode::from(2);
     }
-    let dir = Path::new(dir);
-    let result = std::fs::create_dir_all(dir).and_then(|()| {
-        // vmrm(1) and one page per subcommand (vmrm-rm(1), ...), whose
-        // flags the top page only lists by name.
-        clap_mangen::generate_to(vmrm::args::Cli::command(), dir)?;
-        // vmrmd(8): its flags are global, one page says everything.
-        write_page(vmrmd::cli::Cli::command(), "8", dir)?;
-        std::fs::read_dir(dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<std::io::Result<Vec<_>>>()
-    });
-    match result {
+    match pages(Path::new(dir)) {
         Ok(paths) => {
             for p in paths {
                 println!("{}", p.display());

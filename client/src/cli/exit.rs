@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use vmrm::ClientError;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
     /// Every path removed (or absent, with `-f`).
@@ -13,6 +15,8 @@ pub enum Status {
     Failed,
     /// vmrmd refused a path (policy): nothing was touched.
     Denied,
+    /// vmrmd is at a connection limit: nothing was asked; retry later.
+    Busy,
     /// vmrmd could not be reached or broke the protocol.
     Unreachable,
 }
@@ -26,6 +30,7 @@ impl Status {
             Status::Denied => 3,
             Status::NotFound => 4,
             Status::Unreachable => 5,
+            Status::Busy => 6,
         }
     }
 }
@@ -33,5 +38,15 @@ impl Status {
 impl From<Status> for ExitCode {
     fn from(s: Status) -> ExitCode {
         ExitCode::from(s.code())
+    }
+}
+
+impl Status {
+    /// The status for a request that never got an answer.
+    pub fn of_error(e: &ClientError) -> Status {
+        match e {
+            ClientError::Busy { .. } => Status::Busy,
+            _ => Status::Unreachable,
+        }
     }
 }

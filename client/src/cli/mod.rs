@@ -30,7 +30,7 @@ pub fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("vmrm: {e}");
-                Status::Unreachable
+                Status::of_error(&e)
             }
         },
         Command::Stats { prometheus } => match client.stats() {
@@ -48,7 +48,7 @@ pub fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("vmrm: {e}");
-                Status::Unreachable
+                Status::of_error(&e)
             }
         },
     };
@@ -77,7 +77,7 @@ fn rm(client: &mut Client, paths: &[PathBuf], force: bool, json: bool) -> Status
                     println!("{}", render::json_error(&path, &e));
                 }
                 eprintln!("vmrm: cannot remove {}: {e}", render::shown(&path));
-                Status::Unreachable
+                Status::of_error(&e)
             }
         };
         worst = worst.max(status);

@@ -83,10 +83,14 @@ fn path_json(path: &Path) -> String {
         .to_string()
 }
 
+/// One JSON object for one path. `allocated_bytes` is storage freed, as
+/// st_blocks * 512 of the inodes whose last link the removal took: not
+/// apparent sizes (a sparse qcow2 overlay counts what it really holds) and
+/// nothing for files still linked elsewhere.
 pub fn json(path: &Path, outcome: &Outcome) -> String {
     let value = match outcome {
         Outcome::Removed(s) | Outcome::Emptied(s) => json!({
-            "path": path_json(path), "result": "removed", "entries": s.entries, "bytes": s.bytes,
+            "path": path_json(path), "result": "removed", "entries": s.entries, "allocated_bytes": s.bytes,
         }),
         Outcome::NotFound => json!({"path": path_json(path), "result": "not_found"}),
         Outcome::Denied { reason, message } => json!({
@@ -101,7 +105,7 @@ pub fn json(path: &Path, outcome: &Outcome) -> String {
             omitted,
         } => json!({
             "path": path_json(path), "result": "failed",
-            "entries": stats.entries, "bytes": stats.bytes,
+            "entries": stats.entries, "allocated_bytes": stats.bytes,
             "failures": failures.iter().map(|f| json!({
                 "path": f.path.escape_ascii().to_string(),
                 "path_truncated": f.path_truncated,
@@ -119,8 +123,11 @@ pub fn json(path: &Path, outcome: &Outcome) -> String {
 }
 
 pub fn json_error(path: &Path, error: &ClientError) -> String {
-    json!({"path": path_json(path), "result": "unreachable", "message": error.to_string()})
-        .to_string()
+    let result = match error {
+        ClientError::Busy { .. } => "busy",
+        _ => "unreachable",
+    };
+    json!({"path": path_json(path), "result": result, "message": error.to_string()}).to_string()
 }
 
 pub fn stats(s: &Stats) -> String {
@@ -134,7 +141,7 @@ pub fn stats(s: &Stats) -> String {
         v.removed, v.emptied, v.not_found, v.denied, v.failed, v.bad_request
     );
     let _ = writeln!(out, "entries removed    {}", s.entries_removed);
-    let _ = writeln!(out, "bytes freed        {}", s.bytes_freed);
+    let _ = writeln!(out, "allocated bytes    {} freed", s.bytes_freed);
     let _ = writeln!(out, "errors             {}", s.errors);
     let _ = writeln!(
         out,
@@ -187,7 +194,7 @@ pub fn prometheus(s: &Stats) -> String {
     metric(
         "bytes_freed_total",
         "counter",
-        "Bytes of storage freed.",
+        "Allocated bytes (st_blocks * 512) freed: inodes whose last link was removed.",
         &[("", s.bytes_freed)],
     );
     metric(
