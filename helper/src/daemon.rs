@@ -217,6 +217,14 @@ fn print_config(source: &ConfigSource, c: &Config) {
         "user when started as root: {} (uid {}, gid {})",
         c.user_spec, c.user.0, c.user.1
     );
+    println!(
+        "runner users: {}",
+        if c.runner_users.is_empty() {
+            "none (removals enter only the requester's own directories)".into()
+        } else {
+            list(&c.runner_users)
+        }
+    );
     println!("sandbox: {:?}", c.sandbox);
     println!("limits: {:?}", c.limits);
     match c.sweep.interval {

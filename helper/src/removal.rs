@@ -10,7 +10,7 @@ use rustix::io::Errno;
 use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials, Uid};
 use vmrm_proto::{DenyReason, FailedOp, Outcome};
 
-use crate::engine::{self, OpenTopError, Report, TopDir, TopRemoval, WalkOptions};
+use crate::engine::{self, OpenTopError, Owners, Report, TopDir, TopRemoval, WalkOptions};
 
 /// Directory fds of the configured prefixes, opened once at start (and on
 /// reload), in the order of [`Config::prefixes`].
@@ -107,14 +107,19 @@ pub fn remove(
         return denied(d.reason, d.message);
     }
 
-    remove_opened(&config.limits, prefix, &name, &top)
+    // Invariant 8: below the top, only the peer's and the runners' own
+    // directories are entered.
+    let owners = Owners::new(peer.uid, &config.runner_users);
+    remove_opened(&config.limits, &owners, prefix, &name, &top)
 }
 
 /// Empty and remove a top directory already opened (and authorized) as
-/// `name` under `prefix`, within `limits`. Shared by requests and the
-/// orphan sweeper.
+/// `name` under `prefix`, within `limits`, entering only directories of
+/// `owners` (the top's owner and the runner users). Shared by requests and
+/// the orphan sweeper.
 pub fn remove_opened(
     limits: &Limits,
+    owners: &Owners,
     prefix: BorrowedFd<'_>,
     name: &CStr,
     top: &TopDir,
@@ -126,6 +131,8 @@ pub fn remove_opened(
         fd_ring: FD_RING,
         max_depth: limits.max_depth,
         count_bytes: limits.count_bytes,
+        owners: owners.clone(),
+        no_progress: limits.no_progress,
     };
     let mut report = Report::default();
     for round in 1..=limits.max_rounds {

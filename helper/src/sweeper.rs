@@ -17,7 +17,7 @@ use vmrm_policy::{check_name, Gid, PeerCredentials, Uid};
 use vmrm_proto::Outcome;
 
 use crate::audit;
-use crate::engine;
+use crate::engine::{self, Owners};
 use crate::removal::remove_opened;
 use crate::service::{Policy, Service};
 
@@ -140,7 +140,8 @@ fn sweep_one(
     // Held by a live WorkDir: never touched, however old.
     flock(top.fd.as_fd(), FlockOperation::NonBlockingLockExclusive).ok()?;
     let started = Instant::now();
-    let outcome = remove_opened(&policy.config.limits, prefix, name, &top);
+    let owners = Owners::new(Uid(top.owner), &policy.config.runner_users);
+    let outcome = remove_opened(&policy.config.limits, &owners, prefix, name, &top);
     Some((Uid(top.owner), outcome, started.elapsed()))
 }
 

@@ -97,6 +97,7 @@ pub struct ConfigFile {
     pub allow_uids: Option<Vec<IdSpec>>,
     pub allow_groups: Option<Vec<IdSpec>>,
     pub user: Option<IdSpec>,
+    pub runner_users: Option<Vec<IdSpec>>,
     pub sandbox: Option<SandboxMode>,
     #[serde(default)]
     pub limits: LimitsFile,
@@ -117,6 +118,7 @@ pub struct LimitsFile {
     pub max_depth: Option<usize>,
     pub count_bytes: Option<bool>,
     pub removal_deadline_secs: Option<u64>,
+    pub no_progress_secs: Option<u64>,
 }
 
 /// `[sweep]` in the file.
@@ -155,6 +157,9 @@ pub struct Limits {
     pub count_bytes: bool,
     /// Wall-clock bound on one removal.
     pub removal_deadline: Duration,
+    /// A removal that removes nothing for this long ends with a
+    /// `no_progress` failure instead of running to its deadline.
+    pub no_progress: Duration,
 }
 
 impl Default for Limits {
@@ -169,6 +174,7 @@ impl Default for Limits {
             max_depth: 8192,
             count_bytes: true,
             removal_deadline: Duration::from_secs(600),
+            no_progress: Duration::from_secs(30),
         }
     }
 }
@@ -207,6 +213,10 @@ pub struct Config {
     pub user: (Uid, Gid),
     /// The name or number `user` came from, for messages.
     pub user_spec: IdSpec,
+    /// Users that run tenants' VMs (`qemu-vm`): besides the peer's own, the
+    /// only directories below the top a removal enters (invariant 8).
+    /// Empty (the default) means only the peer's own directories.
+    pub runner_users: Vec<Uid>,
     pub sandbox: SandboxMode,
     pub limits: Limits,
     pub sweep: SweepConfig,
@@ -247,6 +257,16 @@ pub enum ConfigError {
     UnknownGroup(IdSpec),
     #[error("user {0} resolves to uid 0; vmrmd must not keep running as root")]
     RootUser(IdSpec),
+    #[error(
+        "unknown runner user {0} in runner_users: create it, or remove it from the list \
+         (an empty list lets removals enter only the requesting user's own directories)"
+    )]
+    UnknownRunner(IdSpec),
+    #[error(
+        "runner user {0} resolves to uid {1}, which must never be a runner \
+         (root owns the system; the overflow uid stands for any unmapped id)"
+    )]
+    BadRunner(IdSpec, Uid),
     #[error("limits.{0} must be at least 1")]
     ZeroLimit(&'static str),
 }
@@ -280,6 +300,7 @@ impl ConfigFile {
             allow_uids: over.allow_uids.or(self.allow_uids),
             allow_groups: over.allow_groups.or(self.allow_groups),
             user: over.user.or(self.user),
+            runner_users: over.runner_users.or(self.runner_users),
             sandbox: over.sandbox.or(self.sandbox),
             limits: LimitsFile {
                 max_connections: over.limits.max_connections.or(self.limits.max_connections),
@@ -306,6 +327,10 @@ impl ConfigFile {
                     .limits
                     .removal_deadline_secs
                     .or(self.limits.removal_deadline_secs),
+                no_progress_secs: over
+                    .limits
+                    .no_progress_secs
+                    .or(self.limits.no_progress_secs),
             },
             sweep: SweepFile {
                 interval_secs: over.sweep.interval_secs.or(self.sweep.interval_secs),
@@ -403,6 +428,19 @@ impl Config {
             return Err(ConfigError::RootUser(user_spec));
         }
 
+        let runner_users = file
+            .runner_users
+            .unwrap_or_default()
+            .into_iter()
+            .map(|spec| match ids.user(&spec) {
+                None => Err(ConfigError::UnknownRunner(spec)),
+                Some((uid, _)) if uid == Uid(0) || uid == crate::OVERFLOW_UID => {
+                    Err(ConfigError::BadRunner(spec, uid))
+                }
+                Some((uid, _)) => Ok(uid),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         let defaults = Limits::default();
         let l = file.limits;
         let limits = Limits {
@@ -438,6 +476,7 @@ impl Config {
                 l.removal_deadline_secs,
                 defaults.removal_deadline,
             )?,
+            no_progress: secs("no_progress_secs", l.no_progress_secs, defaults.no_progress)?,
         };
 
         let sweep_defaults = SweepConfig::default();
@@ -464,6 +503,7 @@ impl Config {
             allow_groups,
             user,
             user_spec,
+            runner_users,
             sandbox: file.sandbox.unwrap_or_default(),
             limits,
             sweep,
@@ -541,6 +581,7 @@ pub(crate) mod tests {
             allow_uids = ["alice", 1001]
             allow_groups = ["tenants"]
             user = "bob"
+            runner_users = ["alice", 1005]
             sandbox = "required"
             [limits]
             max_connections = 10
@@ -556,6 +597,7 @@ pub(crate) mod tests {
         assert_eq!(c.allow_uids, vec![Uid(1000), Uid(1001)]);
         assert_eq!(c.allow_groups, vec![Gid(2000)]);
         assert_eq!(c.user, (Uid(1001), Gid(1001)));
+        assert_eq!(c.runner_users, vec![Uid(1000), Uid(1005)]);
         assert_eq!(c.sandbox, SandboxMode::Required);
         assert_eq!(c.limits.max_connections, 10);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(30));
@@ -575,6 +617,9 @@ pub(crate) mod tests {
             ("user = \"root\"", "uid 0"),
             ("user = \"mallory\"", "unknown user mallory"),
             ("allow_groups = [\"nope\"]", "unknown group nope"),
+            ("runner_users = [\"qemu\"]", "unknown runner user qemu"),
+            ("runner_users = [0]", "must never be a runner"),
+            ("runner_users = [65534]", "must never be a runner"),
             ("socket = \"rel.sock\"", "must be absolute"),
             ("socket_mode = 0o4777", "not a permission mode"),
             (

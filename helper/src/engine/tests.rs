@@ -18,6 +18,8 @@ fn options(fd_ring: usize) -> WalkOptions {
         fd_ring,
         max_depth: 100_000,
         count_bytes: true,
+        owners: Owners::new(vmrm_policy::Uid(rustix::process::geteuid().as_raw()), &[]),
+        no_progress: Duration::from_secs(120),
     }
 }
 
