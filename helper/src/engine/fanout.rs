@@ -20,12 +20,13 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::time::Instant;
 
-use rustix::fs::{seek, unlinkat, AtFlags, FileType, RawDir, SeekFrom};
+use rustix::fs::{fstat, seek, unlinkat, AtFlags, FileType, RawDir, SeekFrom};
 
 use vmrm_proto::FailedOp;
 
-use super::descend::open_owned_child;
+use super::descend::{open_owned_child, pass_cap};
 use super::walk::unlink_entry;
 use super::{empty_tree, Report, WalkOptions};
 
@@ -63,8 +64,12 @@ pub fn empty_tree_parallel(
         let mut listing = RawDir::new(top, &mut buf);
         let mut batch = Batch::default();
         let mut fanned = false;
+        // The same bounds as the walk's: a top that keeps refilling, or a
+        // passed deadline, ends the fan-out and leaves the rest (and the
+        // report) to the sequential walk.
+        let mut left = pass_cap(fstat(top).map_or(0, |st| st.st_size));
         loop {
-            let more = batch.fill(&mut listing, top, options, report);
+            let more = batch.fill(&mut listing, top, options, &mut left, report);
             // The first batch decides: a top with few subdirectories is
             // left to the sequential walk alone.
             if batch.len() >= MIN_SUBDIRS || (fanned && batch.len() > 0) {
@@ -104,8 +109,8 @@ impl Batch {
     }
 
     /// Read the top's listing on, whole chunks at a time, until the batch
-    /// holds [`BATCH_BYTES`] of names or the listing ends (returns `false`
-    /// then). Non-directories are unlinked on the way (so the listing is
+    /// holds [`BATCH_BYTES`] of names or the listing ends, or `left`
+    /// entries or the deadline run out (returns `false` then). Non-directories are unlinked on the way (so the listing is
     /// never wasted on a flat directory); failures are left for the
     /// sequential pass to meet and report.
     fn fill(
@@ -113,9 +118,14 @@ impl Batch {
         listing: &mut RawDir<'_, BorrowedFd<'_>>,
         top: BorrowedFd<'_>,
         options: &WalkOptions,
+        left: &mut u64,
         report: &mut Report,
     ) -> bool {
         loop {
+            if *left == 0 || (*left % 1024 == 0 && Instant::now() >= options.deadline) {
+                return false;
+            }
+            *left -= 1;
             let Some(Ok(entry)) = listing.next() else {
                 return false;
             };
@@ -182,9 +192,10 @@ fn work(top: BorrowedFd<'_>, subdirs: &Batch, next: &AtomicUsize, options: &Walk
         // Same opening rules as the walk, owner included: a symlink, mount
         // point or foreign directory fails here and is left to the
         // sequential pass, which reports it.
-        let Ok((dir, _)) = open_owned_child(top, name, &options.owners) else {
+        let Ok(opened) = open_owned_child(top, name, &options.owners) else {
             continue;
         };
+        let dir = opened.fd;
         let mut report = Report::default();
         let emptied = empty_tree(dir.as_fd(), options, &mut report);
         drop(dir);

@@ -25,7 +25,8 @@ use rustix::fs::{ResolveFlags, SeekFrom};
 use rustix::io::Errno;
 use vmrm_proto::FailedOp;
 
-use super::descend::{open_owned_child, reopen_parent, EnterError, Identity, ReopenError};
+use super::descend::{open_owned_child, pass_cap, reopen_parent, EnterError, Identity};
+use super::descend::{Opened, ReopenError};
 use super::{Owners, Report};
 
 /// Bounds on one walk.
@@ -81,13 +82,16 @@ struct Frame {
     pending: Vec<u8>,
     /// Listings so far (a refilled directory is listed again).
     round: u32,
+    /// Entries this listing pass may still yield before the directory
+    /// counts as one that keeps growing.
+    pass_left: u64,
     /// Something beneath could not be removed, so this directory cannot be
     /// either; its own `rmdir` failure would only repeat that.
     failed: bool,
 }
 
 impl Frame {
-    fn new(fd: Slot, id: Identity, name: CString, round: u32) -> Frame {
+    fn new(fd: Slot, id: Identity, name: CString, round: u32, pass_cap: u64) -> Frame {
         Frame {
             fd,
             id,
@@ -97,6 +101,7 @@ impl Frame {
             listed: false,
             pending: Vec::new(),
             round,
+            pass_left: pass_cap,
             failed: false,
         }
     }
@@ -124,7 +129,8 @@ enum Chunk {
 /// Empty the directory `top` (remove everything inside it, not `top` itself).
 /// Returns `true` when nothing is left inside.
 pub fn empty_tree(top: BorrowedFd<'_>, options: &WalkOptions, report: &mut Report) -> bool {
-    let mut first = Frame::new(Slot::Top, Identity::default(), CString::default(), 0);
+    let cap = pass_cap(fstat(top).map_or(0, |st| st.st_size));
+    let mut first = Frame::new(Slot::Top, Identity::default(), CString::default(), 0, cap);
     // The caller may have listed the top already: always seek.
     first.seek = true;
     let now = Instant::now();
@@ -252,6 +258,7 @@ impl Walk<'_> {
         }
         let mut pending = std::mem::take(&mut self.stack[depth].pending);
         let mut cookie = self.stack[depth].cookie;
+        let mut pass_left = self.stack[depth].pass_left;
         let mut seek_after = false;
         let mut failed = false;
         // Split borrows: the listing borrows `buf`, the actions `report`.
@@ -296,6 +303,16 @@ impl Walk<'_> {
                 failed = true;
                 break Chunk::Abort;
             }
+            // Entries keep coming after the cursor faster than they go: a
+            // tree that keeps growing. Stop listing it (no errno: the
+            // helper's own bound); what is left of it stays, and is why.
+            if pass_left == 0 {
+                let path = rel(stack, depth, None);
+                report.fail(FailedOp::KeptGrowing, 0, || path);
+                failed = true;
+                break Chunk::End;
+            }
+            pass_left -= 1;
             let mut is_dir = entry.file_type() == FileType::Directory;
             if !is_dir {
                 match unlink_entry(fd, name, entry.file_type(), options.count_bytes) {
@@ -336,6 +353,7 @@ impl Walk<'_> {
         let frame = &mut stack[depth];
         frame.pending = pending;
         frame.cookie = cookie;
+        frame.pass_left = pass_left;
         frame.seek = seek_after;
         if failed {
             frame.failed = true;
@@ -380,7 +398,7 @@ impl Walk<'_> {
         }
         let parent = self.fd_of(depth);
         match open_owned_child(parent, &name, &self.options.owners) {
-            Ok((fd, id)) => self.push(fd, id, name, 0),
+            Ok(opened) => self.push(opened, name, 0),
             Err(e) => self.not_entered(depth, name, e),
         }
     }
@@ -415,8 +433,10 @@ impl Walk<'_> {
         }
     }
 
-    fn push(&mut self, fd: OwnedFd, id: Identity, name: CString, round: u32) {
-        self.stack.push(Frame::new(Slot::Open(fd), id, name, round));
+    fn push(&mut self, opened: Opened, name: CString, round: u32) {
+        let Opened { fd, id, pass_cap } = opened;
+        self.stack
+            .push(Frame::new(Slot::Open(fd), id, name, round, pass_cap));
         self.first_open = self.first_open.max(1);
         // Frames [first_open, len) are open; close the shallowest when over.
         // Its identity is known from the `fstat` at open.
@@ -483,7 +503,7 @@ impl Walk<'_> {
                 if child.round + 1 < self.options.max_rounds =>
             {
                 match open_owned_child(parent, &child.name, &self.options.owners) {
-                    Ok((fd, id)) => self.push(fd, id, child.name, child.round + 1),
+                    Ok(opened) => self.push(opened, child.name, child.round + 1),
                     Err(e) => self.not_entered(depth, child.name, e),
                 }
             }
