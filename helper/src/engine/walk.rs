@@ -200,7 +200,13 @@ impl Walk<'_> {
         loop {
             let depth = self.stack.len() - 1;
             if let Some(name) = self.pop_pending(depth) {
-                if !self.enter(name) {
+                // Among siblings, try `rmdir` first: in a wide directory of
+                // empty subdirectories that is all each one costs. An only
+                // child (a chain) goes straight in: under Landlock every
+                // `rmdir` walks up to the prefix, so a failed one per level
+                // would make a deep chain half again as slow.
+                let siblings = !self.stack[depth].pending.is_empty();
+                if !self.enter(name, siblings) {
                     return false;
                 }
                 continue;
@@ -361,10 +367,10 @@ impl Walk<'_> {
         chunk
     }
 
-    /// Deal with the subdirectory `name` of the current directory: `rmdir`
-    /// it if empty (one syscall), else open it and make it current.
-    /// Returns `false` when the walk must stop.
-    fn enter(&mut self, name: CString) -> bool {
+    /// Deal with the subdirectory `name` of the current directory: with
+    /// `try_rmdir`, `rmdir` it if empty (one syscall); else open it and make
+    /// it current. Returns `false` when the walk must stop.
+    fn enter(&mut self, name: CString, try_rmdir: bool) -> bool {
         let depth = self.stack.len() - 1;
         if let Some((op, errno)) = self.clock.tick(self.options, self.report.stats.entries) {
             let path = rel(&self.stack, depth, Some(&name));
@@ -376,14 +382,16 @@ impl Walk<'_> {
         // An empty directory is removed whoever owns it: its parent's owner
         // (the peer or a runner, or the walk would not be here) could
         // remove it too.
-        match unlinkat(parent, &name, AtFlags::REMOVEDIR) {
-            Ok(()) => {
-                self.report.stats.entries += 1;
-                return true;
+        if try_rmdir {
+            match unlinkat(parent, &name, AtFlags::REMOVEDIR) {
+                Ok(()) => {
+                    self.report.stats.entries += 1;
+                    return true;
+                }
+                Err(Errno::NOENT) => return true,
+                // Not empty, a mount point, not ours: see what opening says.
+                Err(_) => {}
             }
-            Err(Errno::NOENT) => return true,
-            // Not empty, a mount point, not ours: see what opening says.
-            Err(_) => {}
         }
         self.descend(name);
         true
