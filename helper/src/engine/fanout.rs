@@ -189,6 +189,16 @@ fn work(top: BorrowedFd<'_>, subdirs: &Batch, next: &AtomicUsize, options: &Walk
         let Some(name) = subdirs.get(i) else {
             break;
         };
+        // An empty subdirectory costs one `rmdir`, as in the walk (whoever
+        // owns it: the peer owns the top, so could remove it too).
+        match unlinkat(top, name, AtFlags::REMOVEDIR) {
+            Ok(()) => {
+                total.stats.entries += 1;
+                continue;
+            }
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(_) => {}
+        }
         // Same opening rules as the walk, owner included: a symlink, mount
         // point or foreign directory fails here and is left to the
         // sequential pass, which reports it.
