@@ -5,7 +5,8 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+use rustix::fs::{openat2, statx, AtFlags, Mode, OFlags, ResolveFlags, StatxAttributes};
+use rustix::fs::{StatxFlags, CWD};
 use rustix::io::Errno;
 use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials, Uid};
 use vmrm_proto::{DenyReason, FailedOp, Outcome};
@@ -49,6 +50,32 @@ impl PrefixDirs {
 
     pub fn get(&self, index: usize) -> Option<BorrowedFd<'_>> {
         self.0.get(index).map(|fd| fd.as_fd())
+    }
+
+    /// For `check-config`: a sentence for each prefix that is not a mount
+    /// point of its own (per `statx` on the fd, `STATX_ATTR_MOUNT_ROOT`).
+    /// Such a prefix shares a filesystem with users' data, so a tenant can
+    /// rename other users' directories into its workdirs; invariant 8 leaves
+    /// them untouched, and a dedicated mount makes the rename fail (EXDEV).
+    pub fn mount_warnings(&self, config: &Config) -> Vec<String> {
+        self.0
+            .iter()
+            .zip(&config.prefixes)
+            .filter_map(|(fd, prefix)| {
+                let st = statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::empty()).ok()?;
+                let known = st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT);
+                let own = st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+                (known && !own).then(|| {
+                    format!(
+                        "prefix {prefix} is not a filesystem of its own: tenants can rename \
+                         other users' directories (a shared group's project) into their \
+                         workdirs; vmrmd leaves those untouched and reports them \
+                         (foreign_owner), but a dedicated mount for the prefix makes such \
+                         renames fail outright (EXDEV)"
+                    )
+                })
+            })
+            .collect()
     }
 }
 

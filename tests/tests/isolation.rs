@@ -208,3 +208,30 @@ fn fan_out_reports_a_subtree_moved_out_at_any_width() {
         let _ = fs::remove_dir_all(&moved_to);
     }
 }
+
+/// `check-config` says when a prefix shares a filesystem with users' data
+/// (where the confused-deputy rename works at all).
+#[test]
+#[ignore = "needs root"]
+fn check_config_warns_about_a_prefix_that_is_not_its_own_mount() {
+    require_root();
+    let f = Fixture::new();
+    let own = f.tmpfs("own", 1000);
+    let check = |prefix: &Path| {
+        let out = std::process::Command::new(vmrm_tests::binaries::vmrmd())
+            .args(["--config", "/dev/null", "--prefix"])
+            .arg(prefix)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shared = check(&f.sticky);
+    assert!(
+        shared.contains("warning: prefix") && shared.contains("not a filesystem of its own"),
+        "{shared}"
+    );
+    let dedicated = check(&own);
+    assert!(!dedicated.contains("warning"), "{dedicated}");
+}
