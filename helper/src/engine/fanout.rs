@@ -5,7 +5,9 @@
 //! removes the rest and reports ordinary failures, so results read the same
 //! either way; a subtree that moved away while a worker was in it is no
 //! longer there for that pass to meet, so the worker's `moved` failure is
-//! kept and makes the removal fail, as it would at any width.
+//! kept and makes the removal fail, as it would at any width. A worker that
+//! meets the removal's deadline or lack of progress stops them all, and the
+//! removal, as the sequential walk would.
 //!
 //! Parallelism across directories pays (the kernel's per-directory locks
 //! are what serialize removal); inside one flat directory it does not, so a
@@ -18,7 +20,7 @@
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -58,7 +60,7 @@ pub fn empty_tree_parallel(
     report: &mut Report,
 ) -> bool {
     let workers = workers();
-    let mut moved = false;
+    let mut ended = Ended::default();
     if workers > 1 && seek(top, SeekFrom::Start(0)).is_ok() {
         let mut buf = [MaybeUninit::<u8>::uninit(); 32 * 1024];
         let mut listing = RawDir::new(top, &mut buf);
@@ -74,16 +76,49 @@ pub fn empty_tree_parallel(
             // left to the sequential walk alone.
             if batch.len() >= MIN_SUBDIRS || (fanned && batch.len() > 0) {
                 fanned = true;
-                moved |= fan_out(top, &batch, options, workers.min(batch.len()), report);
+                ended.add(fan_out(
+                    top,
+                    &batch,
+                    options,
+                    workers.min(batch.len()),
+                    report,
+                ));
             }
-            if !more || !fanned {
+            if !more || !fanned || ended.stop {
                 break;
             }
             batch.clear();
         }
     }
+    // A worker's walk ended by the removal's own limits: so is the removal,
+    // as a sequential walk would stop (its reason is in the report).
+    if ended.stop {
+        return false;
+    }
     let emptied = empty_tree(top, options, report);
-    emptied && !moved
+    emptied && !ended.moved
+}
+
+/// What ended some worker's walk early.
+#[derive(Default, Clone, Copy)]
+struct Ended {
+    /// A subtree moved away while a worker was in it.
+    moved: bool,
+    /// The deadline, or no progress: the whole removal stops.
+    stop: bool,
+}
+
+impl Ended {
+    fn add(&mut self, other: Ended) {
+        self.moved |= other.moved;
+        self.stop |= other.stop;
+    }
+}
+
+/// Failures a worker keeps (the sequential pass would not meet them
+/// again, or should not spend the time to): they ended its walk.
+fn ends_walk(op: FailedOp) -> bool {
+    matches!(op, FailedOp::Moved | FailedOp::Limit | FailedOp::NoProgress)
 }
 
 /// Subdirectory names for the workers, NUL-separated in one buffer.
@@ -150,16 +185,17 @@ impl Batch {
     }
 }
 
-/// Workers take subdirectories off a shared index until none are left.
-/// Returns whether a worker met a subtree that moved away.
+/// Workers take subdirectories off a shared index until none are left (or
+/// one of them hits the removal's limits). Returns what ended walks early.
 fn fan_out(
     top: BorrowedFd<'_>,
     subdirs: &Batch,
     options: &WalkOptions,
     workers: usize,
     report: &mut Report,
-) -> bool {
+) -> Ended {
     let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
     // The fd budget is shared: each worker gets its slice of the ring.
     let per_worker = WalkOptions {
         fd_ring: (options.fd_ring / workers).max(2),
@@ -167,24 +203,38 @@ fn fan_out(
     };
     let reports: Vec<Report> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
-            .map(|_| scope.spawn(|| work(top, subdirs, &next, &per_worker)))
+            .map(|_| scope.spawn(|| work(top, subdirs, &next, &stop, &per_worker)))
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    let mut moved = false;
+    let mut ended = Ended::default();
     for r in reports {
-        moved |= !r.failures.is_empty() || r.omitted > 0;
+        for f in &r.failures {
+            ended.moved |= f.op == FailedOp::Moved;
+            ended.stop |= matches!(f.op, FailedOp::Limit | FailedOp::NoProgress);
+        }
         report.merge(r);
     }
-    moved
+    ended
 }
 
 /// One worker: returns what it removed. Its ordinary failures are not kept:
 /// the sequential pass meets whatever it left and reports that. A moved
-/// subtree is kept, since it is no longer there for that pass to see.
-fn work(top: BorrowedFd<'_>, subdirs: &Batch, next: &AtomicUsize, options: &WalkOptions) -> Report {
+/// subtree is kept, since it is no longer there for that pass to see, and
+/// so is the removal's deadline or lack of progress, which stops every
+/// worker (through `stop`) and the removal.
+fn work(
+    top: BorrowedFd<'_>,
+    subdirs: &Batch,
+    next: &AtomicUsize,
+    stop: &AtomicBool,
+    options: &WalkOptions,
+) -> Report {
     let mut total = Report::default();
     loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(name) = subdirs.get(i) else {
             break;
@@ -214,11 +264,10 @@ fn work(top: BorrowedFd<'_>, subdirs: &Batch, next: &AtomicUsize, options: &Walk
         }
         total.stats.entries += report.stats.entries;
         total.stats.bytes += report.stats.bytes;
-        for f in report
-            .failures
-            .into_iter()
-            .filter(|f| f.op == FailedOp::Moved)
-        {
+        for f in report.failures.into_iter().filter(|f| ends_walk(f.op)) {
+            if f.op != FailedOp::Moved {
+                stop.store(true, Ordering::Relaxed);
+            }
             let mut path = name.to_bytes().to_vec();
             path.push(b'/');
             path.extend_from_slice(&f.path);

@@ -283,3 +283,27 @@ fn a_walk_that_removes_nothing_for_too_long_ends_with_no_progress() {
     assert_eq!(report.failures[0].errno, 0);
     assert_eq!(report.stats.entries, 0);
 }
+
+#[test]
+fn a_passed_deadline_stops_the_fan_out_too() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-slow-fan");
+    for d in 0..20 {
+        let dir = top.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..600 {
+            fs::write(dir.join(format!("f{f}")), b"").unwrap();
+        }
+    }
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    let mut opts = options(8);
+    opts.deadline = Instant::now();
+    assert!(!empty_tree_parallel(fd.as_fd(), &opts, &mut report));
+    assert!(
+        report.failures.iter().all(|f| f.op == FailedOp::Limit),
+        "{report:?}"
+    );
+    assert!(!report.failures.is_empty());
+    assert!(count_entries(&top) > 0);
+}
