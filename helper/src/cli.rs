@@ -107,7 +107,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N")]
     pub max_depth: Option<usize>,
 
-    /// Stat files to report bytes freed (true or false).
+    /// Report bytes freed, at an fstat per file (true or false; default false).
     #[arg(long, global = true, value_name = "BOOL")]
     pub count_bytes: Option<bool>,
 
