@@ -112,9 +112,15 @@ pub fn chown_tree(root: &Path, owner: u32) {
 /// A directory of `n` empty subdirectories `d0000000`... under `top`,
 /// built through its fd, owned by `owner`.
 pub fn empty_subdirs(top: &Path, n: usize, owner: u32) {
+    named_subdirs(top, n, "d", owner);
+}
+
+/// `n` empty subdirectories `<stem>0000000`... under `top`, owned by
+/// `owner` (a long `stem` makes long names).
+pub fn named_subdirs(top: &Path, n: usize, stem: &str, owner: u32) {
     let fd = open_dir(top);
     for i in 0..n {
-        let name = format!("d{i:07}");
+        let name = format!("{stem}{i:07}");
         mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
         lchown(top.join(&name), Some(owner), Some(owner)).unwrap();
     }
