@@ -64,6 +64,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "USER")]
     pub user: Option<IdSpec>,
 
+    /// User that runs tenants' VMs (e.g. qemu-vm), whose directories a
+    /// removal may enter besides the requester's own; repeatable.
+    #[arg(long = "runner-user", global = true, value_name = "USER")]
+    pub runner_users: Vec<IdSpec>,
+
     /// Self-sandbox: best-effort, required or off.
     #[arg(long, global = true, value_name = "MODE")]
     pub sandbox: Option<SandboxMode>,
@@ -92,6 +97,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SECS")]
     pub removal_deadline: Option<u64>,
 
+    /// End a removal that removes nothing for this long.
+    #[arg(long, global = true, value_name = "SECS")]
+    pub no_progress: Option<u64>,
+
     /// Listings of a directory that keeps refilling before giving up.
     #[arg(long, global = true, value_name = "N")]
     pub max_rounds: Option<u32>,
@@ -100,7 +109,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N")]
     pub max_depth: Option<usize>,
 
-    /// Stat files to report bytes freed (true or false).
+    /// Report bytes freed, at an fstat per file (true or false; default false).
     #[arg(long, global = true, value_name = "BOOL")]
     pub count_bytes: Option<bool>,
 
@@ -145,6 +154,7 @@ impl Cli {
             allow_uids: some_vec(&self.allow_uids),
             allow_groups: some_vec(&self.allow_groups),
             user: self.user.clone(),
+            runner_users: some_vec(&self.runner_users),
             sandbox: self.sandbox,
             limits: LimitsFile {
                 max_connections: self.max_connections,
@@ -156,6 +166,7 @@ impl Cli {
                 max_depth: self.max_depth,
                 count_bytes: self.count_bytes,
                 removal_deadline_secs: self.removal_deadline,
+                no_progress_secs: self.no_progress,
             },
             sweep: SweepFile {
                 interval_secs: self.sweep_interval,

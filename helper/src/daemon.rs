@@ -87,6 +87,9 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
     let config = source.load()?;
     if matches!(cli.command, Some(Command::CheckConfig)) {
         print_config(&source, &config);
+        for warning in PrefixDirs::open(&config)?.mount_warnings(&config) {
+            println!("warning: {warning}");
+        }
         return Ok(());
     }
 

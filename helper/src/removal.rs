@@ -5,12 +5,13 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+use rustix::fs::{openat2, statx, AtFlags, Mode, OFlags, ResolveFlags, StatxAttributes};
+use rustix::fs::{StatxFlags, CWD};
 use rustix::io::Errno;
 use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials, Uid};
 use vmrm_proto::{DenyReason, FailedOp, Outcome};
 
-use crate::engine::{self, OpenTopError, Report, TopDir, TopRemoval, WalkOptions};
+use crate::engine::{self, OpenTopError, Owners, Report, TopDir, TopRemoval, WalkOptions};
 
 /// Directory fds of the configured prefixes, opened once at start (and on
 /// reload), in the order of [`Config::prefixes`].
@@ -49,6 +50,32 @@ impl PrefixDirs {
 
     pub fn get(&self, index: usize) -> Option<BorrowedFd<'_>> {
         self.0.get(index).map(|fd| fd.as_fd())
+    }
+
+    /// For `check-config`: a sentence for each prefix that is not a mount
+    /// point of its own (per `statx` on the fd, `STATX_ATTR_MOUNT_ROOT`).
+    /// Such a prefix shares a filesystem with users' data, so a tenant can
+    /// rename other users' directories into its workdirs; invariant 8 leaves
+    /// them untouched, and a dedicated mount makes the rename fail (EXDEV).
+    pub fn mount_warnings(&self, config: &Config) -> Vec<String> {
+        self.0
+            .iter()
+            .zip(&config.prefixes)
+            .filter_map(|(fd, prefix)| {
+                let st = statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::empty()).ok()?;
+                let known = st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT);
+                let own = st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+                (known && !own).then(|| {
+                    format!(
+                        "prefix {prefix} is not a filesystem of its own: tenants can rename \
+                         other users' directories (a shared group's project) into their \
+                         workdirs; vmrmd leaves those untouched and reports them \
+                         (foreign_owner), but a dedicated mount for the prefix makes such \
+                         renames fail outright (EXDEV)"
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -107,14 +134,19 @@ pub fn remove(
         return denied(d.reason, d.message);
     }
 
-    remove_opened(&config.limits, prefix, &name, &top)
+    // Invariant 8: below the top, only the peer's and the runners' own
+    // directories are entered.
+    let owners = Owners::new(peer.uid, &config.runner_users);
+    remove_opened(&config.limits, &owners, prefix, &name, &top)
 }
 
 /// Empty and remove a top directory already opened (and authorized) as
-/// `name` under `prefix`, within `limits`. Shared by requests and the
-/// orphan sweeper.
+/// `name` under `prefix`, within `limits`, entering only directories of
+/// `owners` (the top's owner and the runner users). Shared by requests and
+/// the orphan sweeper.
 pub fn remove_opened(
     limits: &Limits,
+    owners: &Owners,
     prefix: BorrowedFd<'_>,
     name: &CStr,
     top: &TopDir,
@@ -126,6 +158,8 @@ pub fn remove_opened(
         fd_ring: FD_RING,
         max_depth: limits.max_depth,
         count_bytes: limits.count_bytes,
+        owners: owners.clone(),
+        no_progress: limits.no_progress,
     };
     let mut report = Report::default();
     for round in 1..=limits.max_rounds {

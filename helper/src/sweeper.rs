@@ -25,7 +25,7 @@ use vmrm_policy::{authorize_sweep, check_name, Config, Gid, Uid};
 use vmrm_proto::Outcome;
 
 use crate::audit::{self, Actor};
-use crate::engine;
+use crate::engine::{self, Owners};
 use crate::removal::remove_opened;
 use crate::service::{Policy, Service};
 
@@ -168,7 +168,10 @@ impl SweepState {
         let actor = Actor::Sweep { owner };
         let removal = audit::started(actor, &path);
         let started = Instant::now();
-        let outcome = remove_opened(&policy.config.limits, prefix, name, &top);
+        // The same rule as a request by the owner: enter only the owner's
+        // and the runners' directories (invariant 8).
+        let owners = Owners::new(Uid(top.owner), &policy.config.runner_users);
+        let outcome = remove_opened(&policy.config.limits, &owners, prefix, name, &top);
         let took = started.elapsed();
         audit::removal(actor, Some(removal), &path, &outcome, took);
         if matches!(outcome, Outcome::Emptied(_)) {

@@ -152,7 +152,8 @@ pub struct Failure {
     pub path_truncated: bool,
     /// What the helper was doing.
     pub op: FailedOp,
-    /// The errno the kernel returned (0 where none applies).
+    /// The errno the kernel returned; 0 where none applies (the helper's
+    /// own limits: [`FailedOp::NoProgress`], [`FailedOp::ForeignOwner`]).
     pub errno: i32,
 }
 
@@ -176,6 +177,18 @@ pub enum FailedOp {
     KeptGrowing,
     /// The helper's own limits (for example its deadline) ended the removal.
     Limit,
+    // New variants go last: postcard encodes the variant index, so older
+    // ones keep their encoding.
+    /// A directory below the top owned by neither the peer nor a configured
+    /// runner user (one moved in from elsewhere): left untouched, with all
+    /// it holds, since the peer could not have emptied it itself.
+    ForeignOwner {
+        /// The directory's owner uid, per `fstat` on the fd the helper opened.
+        owner: u32,
+    },
+    /// The removal made no progress (removed nothing) for the configured
+    /// time; the helper gave up rather than spin.
+    NoProgress,
 }
 
 impl FailedOp {
@@ -190,6 +203,8 @@ impl FailedOp {
             FailedOp::Moved => "moved",
             FailedOp::KeptGrowing => "kept_growing",
             FailedOp::Limit => "limit",
+            FailedOp::ForeignOwner { .. } => "foreign_owner",
+            FailedOp::NoProgress => "no_progress",
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct DaemonOptions {
     /// runs under the full self-sandbox and a syscall or path it forgot
     /// shows up as a failure.
     pub sandbox: Option<&'static str>,
+    /// `--runner-user` uids; default `[ids::QEMU_VM]`, as deployed with
+    /// `runner_users = ["qemu-vm"]`. `Some(vec![])`: none.
+    pub runners: Option<Vec<u32>>,
 }
 
 pub struct Daemon {
@@ -113,6 +116,13 @@ impl Daemon {
             .unwrap_or_else(|| vec![f.sticky.clone(), f.plain.clone()]);
         for p in prefixes {
             words.extend(["--prefix".into(), p.display().to_string()]);
+        }
+        for uid in options
+            .runners
+            .clone()
+            .unwrap_or_else(|| vec![ids::QEMU_VM])
+        {
+            words.extend(["--runner-user".into(), uid.to_string()]);
         }
         words.extend(options.args.iter().cloned());
 

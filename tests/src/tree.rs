@@ -71,6 +71,12 @@ fn open_dir(path: &Path) -> OwnedFd {
 /// A chain `d/d/d/...` of `depth` levels under `top`, built through fds so
 /// no path exceeds PATH_MAX, with a file at the bottom.
 pub fn chain(top: &Path, depth: usize) {
+    chain_owned(top, depth, None);
+}
+
+/// [`chain`], each level (and the leaf) owned by `owner` when given: a
+/// removal enters only its requester's (and the runners') directories.
+pub fn chain_owned(top: &Path, depth: usize, owner: Option<u32>) {
     let mut fd = open_dir(top);
     for _ in 0..depth {
         mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
@@ -81,8 +87,43 @@ pub fn chain(top: &Path, depth: usize) {
             Mode::empty(),
         )
         .unwrap();
+        if let Some(uid) = owner {
+            std::os::unix::fs::fchown(&fd, Some(uid), Some(uid)).unwrap();
+        }
     }
-    fs::write(format!("/proc/self/fd/{}/leaf", fd.as_raw_fd()), b"leaf").unwrap();
+    let leaf = format!("/proc/self/fd/{}/leaf", fd.as_raw_fd());
+    fs::write(&leaf, b"leaf").unwrap();
+    if let Some(uid) = owner {
+        lchown(&leaf, Some(uid), Some(uid)).unwrap();
+    }
+}
+
+/// Give `root` and everything under it to `owner` (as a tenant that built
+/// the tree itself would own it). Does not follow symlinks.
+pub fn chown_tree(root: &Path, owner: u32) {
+    lchown(root, Some(owner), Some(owner)).unwrap();
+    if fs::symlink_metadata(root).unwrap().is_dir() {
+        for entry in fs::read_dir(root).unwrap() {
+            chown_tree(&entry.unwrap().path(), owner);
+        }
+    }
+}
+
+/// A directory of `n` empty subdirectories `d0000000`... under `top`,
+/// built through its fd, owned by `owner`.
+pub fn empty_subdirs(top: &Path, n: usize, owner: u32) {
+    named_subdirs(top, n, "d", owner);
+}
+
+/// `n` empty subdirectories `<stem>0000000`... under `top`, owned by
+/// `owner` (a long `stem` makes long names).
+pub fn named_subdirs(top: &Path, n: usize, stem: &str, owner: u32) {
+    let fd = open_dir(top);
+    for i in 0..n {
+        let name = format!("{stem}{i:07}");
+        mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+        lchown(top.join(&name), Some(owner), Some(owner)).unwrap();
+    }
 }
 
 /// Number of entries directly in `dir`, or `None` if it is gone.

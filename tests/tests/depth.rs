@@ -26,7 +26,7 @@ fn a_5000_level_tree_is_removed_with_64_fds() {
         Some("64")
     );
     let dir = tree::empty_workdir(&f.plain, ids::TENANT_A);
-    tree::chain(&dir, 5000);
+    tree::chain_owned(&dir, 5000, Some(ids::TENANT_A));
     let (code, stderr) = d.rm_as(ids::TENANT_A, &dir);
     assert_eq!(code, 0, "{stderr}\n{}", d.log());
     assert!(!dir.exists());

@@ -167,6 +167,7 @@ fn symlinks_inside_are_removed_as_links_and_targets_untouched() {
     symlink("/", dir.join("to-root")).unwrap();
     symlink("loop", dir.join("loop")).unwrap();
     fs::create_dir_all(dir.join("a/b")).unwrap();
+    tree::chown_tree(&dir.join("a"), ids::TENANT_A);
     symlink("../../../..", dir.join("a/b/up")).unwrap();
     let (code, stderr) = d.rm_as(ids::TENANT_A, &dir);
     assert_eq!(code, 0, "{stderr}");
@@ -198,6 +199,7 @@ fn a_bind_mount_inside_is_not_crossed_and_is_reported() {
     let dir = tree::vm_workdir(&f.sticky, ids::TENANT_A);
     let mnt = dir.join("sub/mnt");
     fs::create_dir_all(&mnt).unwrap();
+    tree::chown_tree(&dir.join("sub"), ids::TENANT_A);
     // Same device: only RESOLVE_NO_XDEV's mount check can see it.
     f.bind_mount(&f.outside.join("mounted"), &mnt);
     let (code, stderr) = d.rm_as(ids::TENANT_A, &dir);
@@ -236,6 +238,7 @@ fn fifos_sockets_and_devices_are_removed_without_blocking() {
     // A FIFO where a directory was listed would block an open without
     // O_NONBLOCK; make one deep down too.
     fs::create_dir(dir.join("deep")).unwrap();
+    tree::chown_tree(&dir.join("deep"), ids::TENANT_A);
     nix::unistd::mkfifo(&dir.join("deep/fifo"), rw).unwrap();
     for name in ["fifo", "null", "loop", "deep/fifo"] {
         lchown(dir.join(name), Some(ids::QEMU_VM), Some(ids::QEMU_VM)).unwrap();

@@ -18,6 +18,19 @@ fn errno_text(errno: i32) -> String {
     std::io::Error::from_raw_os_error(errno).to_string()
 }
 
+/// Why one part failed, for people: the errno's text, or for the helper's
+/// own refusals and limits (errno 0) what they mean.
+fn failure_text(f: &vmrm::Failure) -> String {
+    match f.op {
+        vmrm::FailedOp::ForeignOwner { owner } => format!(
+            "a directory owned by uid {owner}, neither yours nor a VM runner's, left untouched"
+        ),
+        vmrm::FailedOp::NoProgress => "nothing could be removed for too long".into(),
+        _ if f.errno == 0 => "stopped by the helper's limits".into(),
+        _ => errno_text(f.errno),
+    }
+}
+
 /// One sentence for a non-success outcome.
 pub fn outcome_line(outcome: &Outcome) -> String {
     match outcome {
@@ -63,7 +76,7 @@ pub fn error_lines(path: &Path, outcome: &Outcome) -> Vec<String> {
             format!(
                 "cannot remove '{}': {} ({})",
                 full.escape_ascii(),
-                errno_text(f.errno),
+                failure_text(f),
                 f.op.as_str()
             )
         })
@@ -111,7 +124,11 @@ pub fn json(path: &Path, outcome: &Outcome) -> String {
                 "path_truncated": f.path_truncated,
                 "op": f.op.as_str(),
                 "errno": f.errno,
-                "error": errno_text(f.errno),
+                "error": failure_text(f),
+                "owner": match f.op {
+                    vmrm::FailedOp::ForeignOwner { owner } => Some(owner),
+                    _ => None,
+                },
             })).collect::<Vec<_>>(),
             "omitted": omitted,
         }),

@@ -84,6 +84,8 @@ fn main() -> ExitCode {
         fd_ring: 8,
         max_depth: 64,
         count_bytes: false,
+        owners: engine::Owners::new(vmrm_policy::Uid(top.owner), &[]),
+        no_progress: Duration::from_secs(30),
     };
     let mut report = Report::default();
     let emptied = engine::empty_tree(top.fd.as_fd(), &options, &mut report);

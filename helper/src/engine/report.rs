@@ -27,7 +27,7 @@ impl Report {
         if self.failures.len() >= MAX_REPORTED_FAILURES {
             let ends_walk = matches!(
                 op,
-                FailedOp::Moved | FailedOp::KeptGrowing | FailedOp::Limit
+                FailedOp::Moved | FailedOp::KeptGrowing | FailedOp::Limit | FailedOp::NoProgress
             );
             self.omitted += 1;
             if !ends_walk || self.failures.pop().is_none() {

@@ -18,6 +18,8 @@ fn options(fd_ring: usize) -> WalkOptions {
         fd_ring,
         max_depth: 100_000,
         count_bytes: true,
+        owners: Owners::new(vmrm_policy::Uid(rustix::process::geteuid().as_raw()), &[]),
+        no_progress: Duration::from_secs(120),
     }
 }
 
@@ -209,4 +211,99 @@ fn many_subdirectories_are_emptied_in_parallel() {
     assert_eq!(report.stats.entries, 40 * 2 + 40 * 30 + 2);
     assert_eq!(count_entries(&top), 0);
     assert!(report.failures.is_empty());
+}
+
+#[test]
+fn a_wide_directory_of_empty_subdirectories_is_emptied() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-empties");
+    fs::create_dir(&top).unwrap();
+    let fd = open_dir(&top);
+    for i in 0..20_000 {
+        mkdirat(&fd, format!("d{i:06}").as_str(), Mode::from_raw_mode(0o755)).unwrap();
+    }
+    let mut report = Report::default();
+    assert!(
+        empty_tree_parallel(fd.as_fd(), &options(8), &mut report),
+        "{report:?}"
+    );
+    assert_eq!(report.stats.entries, 20_000);
+    assert_eq!(count_entries(&top), 0);
+}
+
+/// More subdirectory names than the walk keeps ([`walk::PENDING_BUDGET`]):
+/// eight levels, each with 150 long-named siblings and, created last (so
+/// listed last on tmpfs, and taken first), the directory leading deeper.
+/// Deep frames go over the budget and fall back to re-reading their listing
+/// from a cookie; nothing is missed or counted twice.
+#[test]
+fn names_over_the_budget_fall_back_to_cookies_and_miss_nothing() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-budget");
+    let long = "n".repeat(200);
+    let mut level = top.clone();
+    let mut expected = 0;
+    for _ in 0..8 {
+        for b in 0..150 {
+            let dir = level.join(format!("{long}{b:04}"));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("f"), b"").unwrap();
+            expected += 2;
+        }
+        level.push("d");
+        fs::create_dir(&level).unwrap();
+        expected += 1;
+    }
+    const { assert!(8 * 150 * 205 > super::walk::PENDING_BUDGET) };
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    assert!(
+        empty_tree(fd.as_fd(), &options(2), &mut report),
+        "{report:?}"
+    );
+    assert_eq!(report.stats.entries, expected);
+    assert_eq!(count_entries(&top), 0);
+}
+
+#[test]
+fn a_walk_that_removes_nothing_for_too_long_ends_with_no_progress() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-stuck");
+    // A deep chain below the depth limit: descending removes nothing.
+    fs::create_dir_all(top.join("c")).unwrap();
+    make_chain(&top.join("c"), 2_000);
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    let mut opts = options(8);
+    opts.max_depth = 1_000;
+    opts.no_progress = Duration::ZERO;
+    assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    assert_eq!(report.failures[0].op, FailedOp::NoProgress);
+    assert_eq!(report.failures[0].errno, 0);
+    assert_eq!(report.stats.entries, 0);
+}
+
+#[test]
+fn a_passed_deadline_stops_the_fan_out_too() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-slow-fan");
+    for d in 0..20 {
+        let dir = top.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..600 {
+            fs::write(dir.join(format!("f{f}")), b"").unwrap();
+        }
+    }
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    let mut opts = options(8);
+    opts.deadline = Instant::now();
+    assert!(!empty_tree_parallel(fd.as_fd(), &opts, &mut report));
+    assert!(
+        report.failures.iter().all(|f| f.op == FailedOp::Limit),
+        "{report:?}"
+    );
+    assert!(!report.failures.is_empty());
+    assert!(count_entries(&top) > 0);
 }

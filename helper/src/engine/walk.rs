@@ -5,19 +5,29 @@
 //! directories hold an open fd; a shallower one is closed after recording
 //! its identity and re-opened through `..` of its child when the walk comes
 //! back up, checked against that identity, as GNU rm's fd ring does. So fds
-//! stay constant at any depth, and memory is one listing buffer plus one
+//! stay constant at any depth.
+//!
+//! Work is proportional to the tree: each directory's listing is read once.
+//! The names of the subdirectories in a chunk already read are kept in its
+//! frame (within [`PENDING_BUDGET`] bytes for the whole walk) and dealt with
+//! one by one, each first with a plain `rmdir`, so an empty one costs one
+//! syscall. Only over the budget does a frame fall back to descending at
+//! the first subdirectory and re-reading its listing from the cookie after
+//! it when it comes back. Memory is one listing buffer, the budget, and one
 //! small frame per level, whatever the width.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use rustix::fs::{seek, statat, unlinkat, AtFlags, FileType, RawDir, SeekFrom};
+use rustix::fs::{fstat, openat2, seek, unlinkat, AtFlags, FileType, Mode, OFlags, RawDir};
+use rustix::fs::{ResolveFlags, SeekFrom};
 use rustix::io::Errno;
 use vmrm_proto::FailedOp;
 
-use super::descend::{open_child, reopen_parent, Identity, ReopenError};
-use super::Report;
+use super::descend::{open_owned_child, pass_cap, reopen_parent, EnterError, Identity};
+use super::descend::{Opened, ReopenError};
+use super::{Owners, Report};
 
 /// Bounds on one walk.
 #[derive(Debug, Clone)]
@@ -31,68 +41,112 @@ pub struct WalkOptions {
     /// Levels below the top the walk descends; deeper directories are left
     /// in place and reported as a `limit` failure (ENAMETOOLONG).
     pub max_depth: usize,
-    /// Stat regular files before unlinking them to count the bytes freed.
+    /// Report the bytes freed: `fstat` each regular file through an
+    /// `O_PATH` fd that cannot cross a mount, before unlinking it.
     pub count_bytes: bool,
+    /// Whose directories below the top may be entered (invariant 8).
+    pub owners: Owners,
+    /// End the walk with `no_progress` when it removed nothing this long.
+    pub no_progress: Duration,
 }
 
 /// Size of the one getdents buffer the walk reuses at every level.
 const LISTING_BUFFER: usize = 32 * 1024;
 
-/// How often (in entries) the deadline is checked.
-const DEADLINE_CHECK_EVERY: u32 = 1024;
+/// Bytes of subdirectory names the frames of one walk keep, at most (one
+/// name may go over). A chunk of the listing holds at most about this many
+/// bytes of names (32 KiB of dirents), so a few levels of wide directories
+/// fit; beyond it a frame falls back to re-reading from a cookie.
+pub(super) const PENDING_BUDGET: usize = 128 * 1024;
+
+/// How often (in entries and descents) the clock is checked.
+const CLOCK_CHECK_EVERY: u32 = 256;
 
 /// One directory on the path from the top to where the walk is.
 struct Frame {
     fd: Slot,
+    /// Device and inode from the `fstat` at open, to check a re-open.
+    id: Identity,
     /// Its name in the parent (empty for the top).
     name: CString,
-    /// Where to resume listing after coming back from a child: the d_off
-    /// cookie of the entry after that child. `None` for a directory just
-    /// opened, whose fd is at its start already (saves a seek per level).
-    resume: Option<u64>,
+    /// The d_off cookie after the last entry consumed: where a re-opened fd
+    /// resumes its listing.
+    cookie: u64,
+    /// The fd's own position is not `cookie` (re-opened, or a chunk left
+    /// half-read): seek there before the next read.
+    seek: bool,
+    /// The listing reached its end this round.
+    listed: bool,
+    /// Subdirectories already listed, not yet dealt with; each name is
+    /// followed by a NUL.
+    pending: Vec<u8>,
     /// Listings so far (a refilled directory is listed again).
     round: u32,
+    /// Entries this listing pass may still yield before the directory
+    /// counts as one that keeps growing.
+    pass_left: u64,
     /// Something beneath could not be removed, so this directory cannot be
     /// either; its own `rmdir` failure would only repeat that.
     failed: bool,
 }
 
+impl Frame {
+    fn new(fd: Slot, id: Identity, name: CString, round: u32, pass_cap: u64) -> Frame {
+        Frame {
+            fd,
+            id,
+            name,
+            cookie: 0,
+            seek: false,
+            listed: false,
+            pending: Vec::new(),
+            round,
+            pass_left: pass_cap,
+            failed: false,
+        }
+    }
+}
+
 enum Slot {
     Open(OwnedFd),
-    /// Closed to bound fds; re-opened through `..` and checked against this.
-    Closed(Identity),
+    /// Closed to bound fds; re-opened through `..` and checked against the
+    /// frame's identity.
+    Closed,
     /// The top directory: borrowed from the caller, always open.
     Top,
 }
 
-/// What to do after scanning part of a directory.
-enum Step {
-    /// Descend into this child; resume the parent at `cookie`.
-    Descend { name: CString, cookie: u64 },
-    /// The listing reached its end.
-    Done,
-    /// Stop the whole walk (deadline).
+/// What reading one chunk of a listing came to.
+enum Chunk {
+    /// More may follow.
+    More,
+    /// The listing reached its end (or cannot go on).
+    End,
+    /// Stop the whole walk (deadline, no progress).
     Abort,
 }
 
 /// Empty the directory `top` (remove everything inside it, not `top` itself).
 /// Returns `true` when nothing is left inside.
 pub fn empty_tree(top: BorrowedFd<'_>, options: &WalkOptions, report: &mut Report) -> bool {
+    let cap = pass_cap(fstat(top).map_or(0, |st| st.st_size));
+    let mut first = Frame::new(Slot::Top, Identity::default(), CString::default(), 0, cap);
+    // The caller may have listed the top already: always seek.
+    first.seek = true;
+    let now = Instant::now();
     let mut walk = Walk {
         top,
-        stack: vec![Frame {
-            fd: Slot::Top,
-            name: CString::default(),
-            // The caller may have listed the top already: always seek.
-            resume: Some(0),
-            round: 0,
-            failed: false,
-        }],
+        stack: vec![first],
         first_open: 0,
         buf: Vec::with_capacity(LISTING_BUFFER),
+        pending_bytes: 0,
         options,
+        clock: Clock {
+            ticks: 0,
+            progress_at: now,
+            progress_entries: report.stats.entries,
+        },
         report,
-        ticks: 0,
     };
     walk.run()
 }
@@ -103,29 +157,73 @@ struct Walk<'a> {
     /// Frames below this index hold `Slot::Closed` (or are the top).
     first_open: usize,
     buf: Vec<u8>,
+    /// Sum of the frames' `pending` lengths.
+    pending_bytes: usize,
     options: &'a WalkOptions,
     report: &'a mut Report,
+    clock: Clock,
+}
+
+/// When the walk last checked the time, and last made progress.
+struct Clock {
     ticks: u32,
+    progress_at: Instant,
+    progress_entries: u64,
+}
+
+impl Clock {
+    /// Count one unit of work; every [`CLOCK_CHECK_EVERY`] units, check the
+    /// deadline and whether anything was removed lately. Returns the failure
+    /// that ends the walk, if any.
+    fn tick(&mut self, options: &WalkOptions, entries: u64) -> Option<(FailedOp, i32)> {
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % CLOCK_CHECK_EVERY != 0 {
+            return None;
+        }
+        let now = Instant::now();
+        if now >= options.deadline {
+            return Some((FailedOp::Limit, Errno::TIMEDOUT.raw_os_error()));
+        }
+        if entries != self.progress_entries {
+            self.progress_entries = entries;
+            self.progress_at = now;
+        } else if now.duration_since(self.progress_at) >= options.no_progress {
+            // Not an errno: the helper's own limit, so 0.
+            return Some((FailedOp::NoProgress, 0));
+        }
+        None
+    }
 }
 
 impl Walk<'_> {
     fn run(&mut self) -> bool {
         loop {
-            match self.scan_current() {
-                Step::Descend { name, cookie } => {
-                    let depth = self.stack.len() - 1;
-                    self.stack[depth].resume = Some(cookie);
-                    self.descend(name);
+            let depth = self.stack.len() - 1;
+            if let Some(name) = self.pop_pending(depth) {
+                // Among siblings, try `rmdir` first: in a wide directory of
+                // empty subdirectories that is all each one costs. An only
+                // child (a chain) goes straight in: under Landlock every
+                // `rmdir` walks up to the prefix, so a failed one per level
+                // would make a deep chain half again as slow.
+                let siblings = !self.stack[depth].pending.is_empty();
+                if !self.enter(name, siblings) {
+                    return false;
                 }
-                Step::Done => {
-                    if self.stack.len() == 1 {
-                        return !self.stack[0].failed;
-                    }
-                    if !self.ascend() {
-                        return false;
-                    }
+                continue;
+            }
+            if !self.stack[depth].listed {
+                match self.read_chunk(depth) {
+                    Chunk::More => {}
+                    Chunk::End => self.stack[depth].listed = true,
+                    Chunk::Abort => return false,
                 }
-                Step::Abort => return false,
+                continue;
+            }
+            if depth == 0 {
+                return !self.stack[0].failed;
+            }
+            if !self.ascend() {
+                return false;
             }
         }
     }
@@ -134,85 +232,169 @@ impl Walk<'_> {
         frame_fd(&self.stack[depth], self.top)
     }
 
-    /// List the current directory from where it was left, unlinking every
-    /// non-directory, until a subdirectory (to descend into) or the end.
-    fn scan_current(&mut self) -> Step {
-        let depth = self.stack.len() - 1;
-        if let Some(cookie) = self.stack[depth].resume {
-            let fd = self.fd_of(depth);
-            if let Err(e) = seek(fd, SeekFrom::Start(cookie)) {
-                self.fail_here(depth, None, FailedOp::ReadDir, e);
-                return Step::Done;
-            }
+    /// The last subdirectory name the frame at `depth` holds, taken off it.
+    fn pop_pending(&mut self, depth: usize) -> Option<CString> {
+        let pending = &mut self.stack[depth].pending;
+        let end = pending.len().checked_sub(1)?;
+        let start = pending[..end]
+            .iter()
+            .rposition(|&b| b == 0)
+            .map_or(0, |i| i + 1);
+        let name = CString::new(&pending[start..end]).ok();
+        self.pending_bytes -= pending.len() - start;
+        pending.truncate(start);
+        if pending.is_empty() {
+            // A deep chain must not keep a buffer per level.
+            *pending = Vec::new();
         }
+        name
+    }
+
+    /// Read one chunk (one getdents) of the current directory's listing:
+    /// unlink every non-directory, and keep the subdirectories' names in
+    /// the frame to deal with next.
+    fn read_chunk(&mut self, depth: usize) -> Chunk {
+        if self.stack[depth].seek {
+            let cookie = self.stack[depth].cookie;
+            if let Err(e) = seek(self.fd_of(depth), SeekFrom::Start(cookie)) {
+                self.fail_here(depth, None, FailedOp::ReadDir, e);
+                return Chunk::End;
+            }
+            self.stack[depth].seek = false;
+        }
+        let mut pending = std::mem::take(&mut self.stack[depth].pending);
+        let mut cookie = self.stack[depth].cookie;
+        let mut pass_left = self.stack[depth].pass_left;
+        let mut seek_after = false;
+        let mut failed = false;
         // Split borrows: the listing borrows `buf`, the actions `report`.
         let Walk {
             buf,
             report,
             options,
-            ticks,
+            clock,
             stack,
             top,
+            pending_bytes,
             ..
         } = self;
         let fd = frame_fd(&stack[depth], *top);
         let mut listing = RawDir::new(fd, buf.spare_capacity_mut());
-        let mut failed = false;
-        let step = loop {
+        let mut first = true;
+        let chunk = loop {
+            // One getdents per call: the first `next` reads, the rest of the
+            // buffer is consumed, and the next read waits for the next call.
+            if !first && listing.is_buffer_empty() {
+                break Chunk::More;
+            }
+            first = false;
             let entry = match listing.next() {
-                None => break Step::Done,
+                None => break Chunk::End,
                 Some(Ok(entry)) => entry,
                 Some(Err(e)) => {
                     let path = rel(stack, depth, None);
                     report.fail(FailedOp::ReadDir, e.raw_os_error(), || path);
                     failed = true;
-                    break Step::Done;
+                    break Chunk::End;
                 }
             };
             let name = entry.file_name();
             if name == c"." || name == c".." {
+                cookie = entry.next_entry_cookie();
                 continue;
             }
-            *ticks += 1;
-            if *ticks % DEADLINE_CHECK_EVERY == 0 && Instant::now() >= options.deadline {
+            if let Some((op, errno)) = clock.tick(options, report.stats.entries) {
                 let path = rel(stack, depth, Some(name));
-                report.fail(FailedOp::Limit, Errno::TIMEDOUT.raw_os_error(), || path);
+                report.fail(op, errno, || path);
                 failed = true;
-                break Step::Abort;
+                break Chunk::Abort;
             }
-            let descend = || Step::Descend {
-                name: name.to_owned(),
-                cookie: entry.next_entry_cookie(),
-            };
-            if entry.file_type() == FileType::Directory {
-                break descend();
+            // Entries keep coming after the cursor faster than they go: a
+            // tree that keeps growing. Stop listing it (no errno: the
+            // helper's own bound); what is left of it stays, and is why.
+            if pass_left == 0 {
+                let path = rel(stack, depth, None);
+                report.fail(FailedOp::KeptGrowing, 0, || path);
+                failed = true;
+                break Chunk::End;
             }
-            match unlink_entry(fd, name, entry.file_type(), options.count_bytes) {
-                Ok(bytes) => {
-                    report.stats.entries += 1;
-                    report.stats.bytes += bytes;
+            pass_left -= 1;
+            let mut is_dir = entry.file_type() == FileType::Directory;
+            if !is_dir {
+                match unlink_entry(fd, name, entry.file_type(), options.count_bytes) {
+                    Ok(bytes) => {
+                        report.stats.entries += 1;
+                        report.stats.bytes += bytes;
+                    }
+                    // d_type was stale or unknown: it is a directory after all.
+                    Err(Errno::ISDIR) => is_dir = true,
+                    // Gone already (someone else removed it): nothing to do.
+                    Err(Errno::NOENT) => {}
+                    Err(e) => {
+                        // EBUSY: something is mounted on it; never crossed.
+                        let op = if e == Errno::BUSY {
+                            FailedOp::MountPoint
+                        } else {
+                            FailedOp::Unlink
+                        };
+                        let path = rel(stack, depth, Some(name));
+                        report.fail(op, e.raw_os_error(), || path);
+                        failed = true;
+                    }
                 }
-                // d_type was stale or unknown: it is a directory after all.
-                Err(Errno::ISDIR) => break descend(),
-                // Gone already (someone else removed it): nothing to do.
-                Err(Errno::NOENT) => {}
-                Err(e) => {
-                    // EBUSY: something is mounted on it; never crossed.
-                    let op = if e == Errno::BUSY {
-                        FailedOp::MountPoint
-                    } else {
-                        FailedOp::Unlink
-                    };
-                    let path = rel(stack, depth, Some(name));
-                    report.fail(op, e.raw_os_error(), || path);
-                    failed = true;
+            }
+            cookie = entry.next_entry_cookie();
+            if is_dir {
+                let over = *pending_bytes + name.to_bytes().len() >= PENDING_BUDGET;
+                pending.extend_from_slice(name.to_bytes_with_nul());
+                *pending_bytes += name.to_bytes_with_nul().len();
+                if over {
+                    // Over budget: deal with what is held, then re-read the
+                    // rest of this chunk from the cookie after this entry.
+                    seek_after = !listing.is_buffer_empty();
+                    break Chunk::More;
                 }
             }
         };
+        let frame = &mut stack[depth];
+        frame.pending = pending;
+        frame.cookie = cookie;
+        frame.pass_left = pass_left;
+        frame.seek = seek_after;
         if failed {
-            stack[depth].failed = true;
+            frame.failed = true;
         }
-        step
+        chunk
+    }
+
+    /// Deal with the subdirectory `name` of the current directory: with
+    /// `try_rmdir`, `rmdir` it if empty (one syscall); else open it and make
+    /// it current. Returns `false` when the walk must stop.
+    fn enter(&mut self, name: CString, try_rmdir: bool) -> bool {
+        let depth = self.stack.len() - 1;
+        if let Some((op, errno)) = self.clock.tick(self.options, self.report.stats.entries) {
+            let path = rel(&self.stack, depth, Some(&name));
+            self.report.fail(op, errno, || path);
+            self.stack[depth].failed = true;
+            return false;
+        }
+        let parent = self.fd_of(depth);
+        // An empty directory is removed whoever owns it: its parent's owner
+        // (the peer or a runner, or the walk would not be here) could
+        // remove it too.
+        if try_rmdir {
+            match unlinkat(parent, &name, AtFlags::REMOVEDIR) {
+                Ok(()) => {
+                    self.report.stats.entries += 1;
+                    return true;
+                }
+                Err(Errno::NOENT) => return true,
+                // Not empty, a mount point, not ours: see what opening says.
+                Err(_) => {}
+            }
+        }
+        self.descend(name);
+        true
     }
 
     /// Open the child `name` of the current directory and make it current.
@@ -223,49 +405,51 @@ impl Walk<'_> {
             return;
         }
         let parent = self.fd_of(depth);
-        match open_child(parent, &name) {
-            Ok(fd) => {
-                self.push(fd, name, 0);
+        match open_owned_child(parent, &name, &self.options.owners) {
+            Ok(opened) => self.push(opened, name, 0),
+            Err(e) => self.not_entered(depth, name, e),
+        }
+    }
+
+    /// A child that could not be entered: say why, or deal with it.
+    fn not_entered(&mut self, depth: usize, name: CString, err: EnterError) {
+        let parent = self.fd_of(depth);
+        match err {
+            // Moved in from elsewhere (invariant 8): left as it is.
+            EnterError::Foreign { owner } => {
+                let path = rel(&self.stack, depth, Some(&name));
+                self.report
+                    .fail(FailedOp::ForeignOwner { owner }, 0, || path);
+                self.stack[depth].failed = true;
             }
             // Swapped for a symlink or file since it was listed: unlink the
             // link itself, never what it points to.
-            Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+            EnterError::Io(Errno::LOOP) | EnterError::Io(Errno::NOTDIR) => {
                 match unlinkat(parent, &name, AtFlags::empty()) {
                     Ok(()) => self.report.stats.entries += 1,
                     Err(Errno::NOENT) => {}
                     Err(e) => self.fail_here(depth, Some(&name), FailedOp::Unlink, e),
                 }
             }
-            Err(Errno::NOENT) => {}
+            EnterError::Io(Errno::NOENT) => {}
             // A mount point (bind mounts of the same device too): leave it
             // and everything under it, and say so.
-            Err(Errno::XDEV) => {
+            EnterError::Io(Errno::XDEV) => {
                 self.fail_here(depth, Some(&name), FailedOp::MountPoint, Errno::XDEV)
             }
-            Err(e) => self.fail_here(depth, Some(&name), FailedOp::Open, e),
+            EnterError::Io(e) => self.fail_here(depth, Some(&name), FailedOp::Open, e),
         }
     }
 
-    fn push(&mut self, fd: OwnedFd, name: CString, round: u32) {
-        self.stack.push(Frame {
-            fd: Slot::Open(fd),
-            name,
-            resume: None,
-            round,
-            failed: false,
-        });
+    fn push(&mut self, opened: Opened, name: CString, round: u32) {
+        let Opened { fd, id, pass_cap } = opened;
+        self.stack
+            .push(Frame::new(Slot::Open(fd), id, name, round, pass_cap));
         self.first_open = self.first_open.max(1);
         // Frames [first_open, len) are open; close the shallowest when over.
+        // Its identity is known from the `fstat` at open.
         while self.stack.len() - self.first_open > self.options.fd_ring {
-            let frame = &mut self.stack[self.first_open];
-            if let Slot::Open(fd) = &frame.fd {
-                match Identity::of(fd.as_fd()) {
-                    Ok(id) => frame.fd = Slot::Closed(id),
-                    // Cannot record who it is, so cannot safely close it:
-                    // keep it open (one more fd) rather than trust `..`.
-                    Err(_) => break,
-                }
-            }
+            self.stack[self.first_open].fd = Slot::Closed;
             self.first_open += 1;
         }
     }
@@ -274,15 +458,19 @@ impl Walk<'_> {
     /// remove it there. Returns `false` when the walk must stop.
     fn ascend(&mut self) -> bool {
         let child = self.stack.pop().expect("ascend below the top");
+        self.pending_bytes -= child.pending.len();
         let depth = self.stack.len() - 1;
         let child_fd = match child.fd {
             Slot::Open(fd) => fd,
             _ => unreachable!("the current frame is always open"),
         };
-        if let Slot::Closed(id) = self.stack[depth].fd {
-            match reopen_parent(child_fd.as_fd(), id) {
+        if let Slot::Closed = self.stack[depth].fd {
+            match reopen_parent(child_fd.as_fd(), self.stack[depth].id) {
                 Ok(fd) => {
-                    self.stack[depth].fd = Slot::Open(fd);
+                    let parent = &mut self.stack[depth];
+                    parent.fd = Slot::Open(fd);
+                    // A fresh fd lists from the start: resume at the cookie.
+                    parent.seek = true;
                     self.first_open = depth;
                 }
                 // The parent cannot be verified: `..` is another directory
@@ -317,13 +505,14 @@ impl Walk<'_> {
             Err(Errno::NOENT) => {}
             // Refilled while we emptied it: list it again, a bounded number
             // of times, so a tree that keeps growing cannot hold us forever.
+            // It is opened (and its owner checked) afresh: a directory
+            // swapped in under the same name is judged on its own.
             Err(Errno::NOTEMPTY) | Err(Errno::EXIST)
                 if child.round + 1 < self.options.max_rounds =>
             {
-                match open_child(parent, &child.name) {
-                    Ok(fd) => self.push(fd, child.name, child.round + 1),
-                    Err(Errno::NOENT) => {}
-                    Err(e) => self.fail_here(depth, Some(&child.name), FailedOp::Open, e),
+                match open_owned_child(parent, &child.name, &self.options.owners) {
+                    Ok(opened) => self.push(opened, child.name, child.round + 1),
+                    Err(e) => self.not_entered(depth, child.name, e),
                 }
             }
             Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => self.fail_here(
@@ -350,7 +539,7 @@ fn frame_fd<'a>(frame: &'a Frame, top: BorrowedFd<'a>) -> BorrowedFd<'a> {
         Slot::Open(fd) => fd.as_fd(),
         Slot::Top => top,
         // `ascend` re-opens a frame before it becomes current.
-        Slot::Closed(_) => unreachable!("walk reached a closed frame"),
+        Slot::Closed => unreachable!("walk reached a closed frame"),
     }
 }
 
@@ -371,23 +560,44 @@ fn rel(stack: &[Frame], depth: usize, name: Option<&CStr>) -> Vec<u8> {
     path
 }
 
-/// Unlink one non-directory without opening it (a FIFO or device is never
-/// opened, a hardlink's target is never modified). Returns bytes freed.
+/// Unlink one non-directory without opening it for I/O (a FIFO or device is
+/// never opened, a hardlink's target is never modified). Returns bytes freed.
 pub(super) fn unlink_entry(
     dir: BorrowedFd<'_>,
     name: &CStr,
     kind: FileType,
     count_bytes: bool,
 ) -> Result<u64, Errno> {
-    let mut bytes = 0;
-    if count_bytes && matches!(kind, FileType::RegularFile | FileType::Unknown) {
-        if let Ok(st) = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            // Only the last link frees the blocks.
-            if st.st_nlink == 1 && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile {
-                bytes = u64::try_from(st.st_blocks).unwrap_or(0) * 512;
-            }
-        }
-    }
+    let bytes = if count_bytes && matches!(kind, FileType::RegularFile | FileType::Unknown) {
+        bytes_of(dir, name)
+    } else {
+        0
+    };
     unlinkat(dir, name, AtFlags::empty())?;
     Ok(bytes)
+}
+
+/// The blocks a regular file's last link frees, or 0. Never by path: an
+/// `O_PATH` fd opened with RESOLVE_NO_XDEV fails (EXDEV) on a mount point
+/// before reaching the mounted filesystem, so a FUSE server that never
+/// answers cannot block us in its GETATTR; `fstat` then asks the inode we
+/// hold, on our own filesystem.
+fn bytes_of(dir: BorrowedFd<'_>, name: &CStr) -> u64 {
+    let resolve = ResolveFlags::BENEATH
+        | ResolveFlags::NO_SYMLINKS
+        | ResolveFlags::NO_XDEV
+        | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(fd) = openat2(dir, name, flags, Mode::empty(), resolve) else {
+        return 0;
+    };
+    match fstat(fd.as_fd()) {
+        // Only the last link frees the blocks.
+        Ok(st)
+            if st.st_nlink == 1 && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile =>
+        {
+            u64::try_from(st.st_blocks).unwrap_or(0) * 512
+        }
+        _ => 0,
+    }
 }
