@@ -66,6 +66,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "MODE")]
     pub sandbox: Option<SandboxMode>,
 
+    /// Subordinate uid ranges, as newuidmap reads them (default
+    /// /etc/subuid): a peer uid in a range is charged to its owner.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub subuid_file: Option<PathBuf>,
+
     /// Connections served at once.
     #[arg(long, global = true, value_name = "N")]
     pub max_connections: Option<usize>,
@@ -77,6 +82,11 @@ pub struct Cli {
     /// Removals run at once.
     #[arg(long, global = true, value_name = "N")]
     pub max_concurrent_removals: Option<usize>,
+
+    /// Removals one uid (with its subordinate uids) runs at once
+    /// (default: half of --max-concurrent-removals).
+    #[arg(long, global = true, value_name = "N")]
+    pub max_removals_per_uid: Option<usize>,
 
     /// Close a connection idle this long.
     #[arg(long, global = true, value_name = "SECS")]
@@ -140,10 +150,12 @@ impl Cli {
             allow_groups: some_vec(&self.allow_groups),
             user: self.user.clone(),
             sandbox: self.sandbox,
+            subuid_file: self.subuid_file.clone(),
             limits: LimitsFile {
                 max_connections: self.max_connections,
                 max_connections_per_uid: self.max_connections_per_uid,
                 max_concurrent_removals: self.max_concurrent_removals,
+                max_removals_per_uid: self.max_removals_per_uid,
                 idle_timeout_secs: self.idle_timeout,
                 frame_timeout_secs: self.frame_timeout,
                 max_rounds: self.max_rounds,

@@ -18,9 +18,10 @@ use vmrm_proto::{
     ServerMessage, PROTOCOL_VERSION,
 };
 
+use crate::accounting::Account;
 use crate::admission::Ticket;
 use crate::removal;
-use crate::service::Service;
+use crate::service::{Policy, Service};
 use crate::{audit, sys};
 
 /// `PATH_MAX`: a longer path cannot name anything.
@@ -44,7 +45,11 @@ enum ReadEnd {
 struct Conn {
     service: Arc<Service>,
     peer: PeerCredentials,
-    allowed: Result<(), Denial>,
+    /// Taken by the kernel at connect, like the uid; the allow-lists they
+    /// are checked against are the policy in force at each request.
+    groups: Vec<Gid>,
+    /// Whose removal slots this connection's removals take.
+    account: Account,
     reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
     writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
 }
@@ -64,12 +69,13 @@ pub async fn serve(service: Arc<Service>, stream: UnixStream, cred: UCred, _tick
             Vec::new()
         }
     };
-    let allowed = authorize_peer(&service.policy().config, &peer, &groups);
+    let account = service.account_of(peer.uid.0);
     let (read, write) = stream.into_split();
     let mut conn = Conn {
         service,
         peer,
-        allowed,
+        groups,
+        account,
         reader: FramedRead::new(read, codec()),
         writer: FramedWrite::new(write, codec()),
     };
@@ -132,12 +138,9 @@ impl Conn {
             Request::Ping => Outcome::Pong {
                 server: server_name(),
             },
-            Request::Stats => match &self.allowed {
+            Request::Stats => match self.authorize(&self.service.policy()) {
                 Ok(()) => Outcome::Stats(self.service.stats.snapshot()),
-                Err(d) => Outcome::Denied {
-                    reason: d.reason,
-                    message: d.message.clone(),
-                },
+                Err(denied) => denied,
             },
             Request::Remove { path } => {
                 let started = Instant::now();
@@ -150,24 +153,39 @@ impl Conn {
         }
     }
 
-    async fn remove(&self, path: &[u8]) -> Outcome {
-        if let Err(d) = &self.allowed {
-            return Outcome::Denied {
+    /// The allow-lists of the policy in force now, not of the one at
+    /// connect: a reload that drops a uid ends its persistent connection's
+    /// removals at the next request (issue 8, attack 7).
+    fn authorize(&self, policy: &Policy) -> Result<(), Outcome> {
+        authorize_peer(&policy.config, &self.peer, &self.groups).map_err(|d: Denial| {
+            Outcome::Denied {
                 reason: d.reason,
-                message: d.message.clone(),
-            };
+                message: d.message,
+            }
+        })
+    }
+
+    async fn remove(&self, path: &[u8]) -> Outcome {
+        if let Err(denied) = self.authorize(&self.service.policy()) {
+            return denied;
         }
         if path.len() > PATH_MAX {
             return Outcome::BadRequest {
                 message: format!("path of {} bytes exceeds PATH_MAX", path.len()),
             };
         }
-        let Ok(_permit) = self.service.removals.acquire().await else {
+        // In fair turn with other accounts, within this account's cap.
+        let Ok(_slot) = self.service.removals.acquire_for(self.account).await else {
             return Outcome::BadRequest {
                 message: "vmrmd is shutting down".into(),
             };
         };
+        // Checked again under the policy the removal runs with: a reload
+        // while this request waited for its slot counts.
         let policy = self.service.policy();
+        if let Err(denied) = self.authorize(&policy) {
+            return denied;
+        }
         let peer = self.peer;
         let path = path.to_vec();
         // Run the removal on this worker thread, handing the runtime's other

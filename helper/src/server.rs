@@ -47,7 +47,9 @@ pub async fn serve(
                 continue;
             }
         };
-        match service.admission.admit(cred.uid()) {
+        // Charged to the account, not the uid: a tenant's subordinate uids
+        // (a user namespace) share its cap (issue 8, attack 5).
+        match service.admission.admit(service.account_of(cred.uid())) {
             Ok(ticket) => {
                 service.stats.connection_accepted();
                 tokio::spawn(connection::serve(
@@ -83,12 +85,13 @@ async fn refuse_busy(mut stream: tokio::net::UnixStream, refusal: Refusal) {
     }
 }
 
-/// Wait until no removal runs (all permits free), bounded by [`DRAIN`].
+/// Start no more removals (waiting ones are told vmrmd is shutting down),
+/// and wait until none runs, bounded by [`DRAIN`].
 async fn drain(service: &Service) {
-    let all = u32::try_from(service.limits.max_concurrent_removals).unwrap_or(u32::MAX);
-    match tokio::time::timeout(DRAIN, service.removals.acquire_many(all)).await {
-        Ok(Ok(_permits)) => tracing::info!("no removal in flight; exiting"),
-        _ => tracing::warn!(
+    service.removals.close();
+    match tokio::time::timeout(DRAIN, service.removals.idle()).await {
+        Ok(()) => tracing::info!("no removal in flight; exiting"),
+        Err(_) => tracing::warn!(
             "removals still running after {}s; exiting anyway",
             DRAIN.as_secs()
         ),

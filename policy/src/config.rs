@@ -22,6 +22,9 @@ pub const DEFAULT_NAME_PREFIX: &str = "vm-";
 /// The user vmrmd switches to when started as root.
 pub const DEFAULT_USER: &str = "nobody";
 
+/// Where `newuidmap` reads the subordinate uid ranges.
+pub const DEFAULT_SUBUID_FILE: &str = "/etc/subuid";
+
 /// A user or group named in the config: a number or a name.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
@@ -98,6 +101,7 @@ pub struct ConfigFile {
     pub allow_groups: Option<Vec<IdSpec>>,
     pub user: Option<IdSpec>,
     pub sandbox: Option<SandboxMode>,
+    pub subuid_file: Option<PathBuf>,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
@@ -111,6 +115,7 @@ pub struct LimitsFile {
     pub max_connections: Option<usize>,
     pub max_connections_per_uid: Option<usize>,
     pub max_concurrent_removals: Option<usize>,
+    pub max_removals_per_uid: Option<usize>,
     pub idle_timeout_secs: Option<u64>,
     pub frame_timeout_secs: Option<u64>,
     pub max_rounds: Option<u32>,
@@ -137,6 +142,10 @@ pub struct Limits {
     pub max_connections_per_uid: usize,
     /// Removals running at once; more wait their turn.
     pub max_concurrent_removals: usize,
+    /// Removals of one account (a uid, with its subordinate uids) running
+    /// at once, so that one tenant's many huge removals never hold every
+    /// slot while another tenant waits. At most `max_concurrent_removals`.
+    pub max_removals_per_uid: usize,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
     /// Once a frame starts, all of it must arrive (and a response must be
@@ -163,6 +172,7 @@ impl Default for Limits {
             max_connections: 256,
             max_connections_per_uid: 32,
             max_concurrent_removals: 4,
+            max_removals_per_uid: 2,
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(5),
             max_rounds: 8,
@@ -208,6 +218,9 @@ pub struct Config {
     /// The name or number `user` came from, for messages.
     pub user_spec: IdSpec,
     pub sandbox: SandboxMode,
+    /// Subordinate uid ranges (`owner:start:count`, as `newuidmap` reads
+    /// them): a peer uid inside a range is charged to the range's owner.
+    pub subuid_file: PathBuf,
     pub limits: Limits,
     pub sweep: SweepConfig,
 }
@@ -281,6 +294,7 @@ impl ConfigFile {
             allow_groups: over.allow_groups.or(self.allow_groups),
             user: over.user.or(self.user),
             sandbox: over.sandbox.or(self.sandbox),
+            subuid_file: over.subuid_file.or(self.subuid_file),
             limits: LimitsFile {
                 max_connections: over.limits.max_connections.or(self.limits.max_connections),
                 max_connections_per_uid: over
@@ -291,6 +305,10 @@ impl ConfigFile {
                     .limits
                     .max_concurrent_removals
                     .or(self.limits.max_concurrent_removals),
+                max_removals_per_uid: over
+                    .limits
+                    .max_removals_per_uid
+                    .or(self.limits.max_removals_per_uid),
                 idle_timeout_secs: over
                     .limits
                     .idle_timeout_secs
@@ -405,6 +423,19 @@ impl Config {
 
         let defaults = Limits::default();
         let l = file.limits;
+        let max_concurrent_removals = nonzero(
+            "max_concurrent_removals",
+            l.max_concurrent_removals
+                .unwrap_or(defaults.max_concurrent_removals),
+        )?;
+        // Default: half the global slots, so another account always finds
+        // one free; never more than the global cap.
+        let max_removals_per_uid = nonzero(
+            "max_removals_per_uid",
+            l.max_removals_per_uid
+                .unwrap_or((max_concurrent_removals / 2).max(1)),
+        )?
+        .min(max_concurrent_removals);
         let limits = Limits {
             max_connections: nonzero(
                 "max_connections",
@@ -415,11 +446,8 @@ impl Config {
                 l.max_connections_per_uid
                     .unwrap_or(defaults.max_connections_per_uid),
             )?,
-            max_concurrent_removals: nonzero(
-                "max_concurrent_removals",
-                l.max_concurrent_removals
-                    .unwrap_or(defaults.max_concurrent_removals),
-            )?,
+            max_concurrent_removals,
+            max_removals_per_uid,
             idle_timeout: secs(
                 "idle_timeout_secs",
                 l.idle_timeout_secs,
@@ -465,6 +493,9 @@ impl Config {
             user,
             user_spec,
             sandbox: file.sandbox.unwrap_or_default(),
+            subuid_file: file
+                .subuid_file
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SUBUID_FILE)),
             limits,
             sweep,
         })

@@ -61,6 +61,8 @@ pub struct Reach {
     pub socket_dir: Option<PathBuf>,
     /// Read again on SIGHUP.
     pub config_file: Option<PathBuf>,
+    /// Subordinate uid ranges, read again on SIGHUP.
+    pub subuid_file: PathBuf,
 }
 
 impl Reach {
@@ -73,6 +75,7 @@ impl Reach {
                 .collect(),
             socket_dir: bound_socket.and_then(Path::parent).map(Path::to_owned),
             config_file: config_file.map(Path::to_owned),
+            subuid_file: config.subuid_file.clone(),
         }
     }
 }
