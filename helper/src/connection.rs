@@ -138,10 +138,9 @@ impl Conn {
             Request::Ping => Outcome::Pong {
                 server: server_name(),
             },
-            Request::Stats => match self.authorize(&self.service.policy()) {
-                Ok(()) => Outcome::Stats(self.service.stats.snapshot()),
-                Err(denied) => denied,
-            },
+            Request::Stats => self
+                .denial(&self.service.policy())
+                .unwrap_or_else(|| Outcome::Stats(self.service.stats.snapshot())),
             Request::Remove { path } => {
                 let started = Instant::now();
                 let outcome = self.remove(&path).await;
@@ -156,17 +155,18 @@ impl Conn {
     /// The allow-lists of the policy in force now, not of the one at
     /// connect: a reload that drops a uid ends its persistent connection's
     /// removals at the next request (issue 8, attack 7).
-    fn authorize(&self, policy: &Policy) -> Result<(), Outcome> {
-        authorize_peer(&policy.config, &self.peer, &self.groups).map_err(|d: Denial| {
-            Outcome::Denied {
+    #[must_use]
+    fn denial(&self, policy: &Policy) -> Option<Outcome> {
+        authorize_peer(&policy.config, &self.peer, &self.groups)
+            .err()
+            .map(|d: Denial| Outcome::Denied {
                 reason: d.reason,
                 message: d.message,
-            }
-        })
+            })
     }
 
     async fn remove(&self, path: &[u8]) -> Outcome {
-        if let Err(denied) = self.authorize(&self.service.policy()) {
+        if let Some(denied) = self.denial(&self.service.policy()) {
             return denied;
         }
         if path.len() > PATH_MAX {
@@ -183,7 +183,7 @@ impl Conn {
         // Checked again under the policy the removal runs with: a reload
         // while this request waited for its slot counts.
         let policy = self.service.policy();
-        if let Err(denied) = self.authorize(&policy) {
+        if let Some(denied) = self.denial(&policy) {
             return denied;
         }
         let peer = self.peer;

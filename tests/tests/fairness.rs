@@ -287,4 +287,3 @@ fn reload_that_drops_a_uid_denies_its_open_connection() {
     assert!(second.exists());
     assert!(d.stop(), "{}", d.log());
 }
-
