@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use rustix::process::Uid;
-use vmrm_proto::{encode, ClientMessage, Outcome, PROTOCOL_VERSION};
+use vmrm_proto::{
+    decode, encode, read_frame, ClientMessage, Outcome, ProtocolErrorKind, ServerMessage,
+    PROTOCOL_VERSION,
+};
 use vmrm_tests::{ids, require_root, tree, Daemon, DaemonOptions, Fixture};
 
 /// Generous: B's 10-file removal takes milliseconds when served fairly.
@@ -286,4 +289,40 @@ fn reload_that_drops_a_uid_denies_its_open_connection() {
     );
     assert!(second.exists());
     assert!(d.stop(), "{}", d.log());
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_refused_client_that_sends_hello_first_still_reads_busy() {
+    require_root();
+    let f = Fixture::new();
+    let d = Daemon::start(
+        &f,
+        DaemonOptions {
+            args: vec!["--max-connections-per-uid".into(), "1".into()],
+            ..Default::default()
+        },
+    );
+    // Let the readiness probe's connection give its slot back.
+    thread::sleep(Duration::from_millis(300));
+    let mut held = UnixStream::connect(&d.socket).unwrap();
+    held.write_all(&hello()).unwrap();
+    let mut refused = UnixStream::connect(&d.socket).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // A client writes its hello before reading: by then the refusal has
+    // been sent; the write must land (not EPIPE) and the frame be read.
+    thread::sleep(Duration::from_millis(100));
+    refused
+        .write_all(&hello())
+        .expect("hello to a refused connection");
+    let payload = read_frame(&mut refused).unwrap().expect("a busy frame");
+    match decode::<ServerMessage>(&payload).unwrap() {
+        ServerMessage::Error {
+            kind: ProtocolErrorKind::Busy,
+            message,
+        } => assert!(message.contains("connections"), "{message}"),
+        other => panic!("{other:?}"),
+    }
 }
