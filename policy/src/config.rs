@@ -623,6 +623,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn removals_per_uid_default_to_half_the_slots_and_never_exceed_them() {
+        let per_uid = |text: &str| {
+            let file = ConfigFile::parse(text, Path::new("t.toml")).unwrap();
+            Config::resolve(file, &Table)
+                .unwrap()
+                .limits
+                .max_removals_per_uid
+        };
+        assert_eq!(per_uid(""), 2);
+        assert_eq!(per_uid("[limits]\nmax_concurrent_removals = 1"), 1);
+        assert_eq!(per_uid("[limits]\nmax_concurrent_removals = 9"), 4);
+        assert_eq!(
+            per_uid("[limits]\nmax_concurrent_removals = 4\nmax_removals_per_uid = 8"),
+            4
+        );
+        assert_eq!(per_uid("[limits]\nmax_removals_per_uid = 1"), 1);
+    }
+
+    #[test]
     fn overlay_prefers_the_upper_layer() {
         let file = ConfigFile {
             prefixes: Some(vec!["/a".into()]),
