@@ -402,6 +402,13 @@ mod tests {
             let a_holds = running.iter().filter(|r| **r == A).count();
             assert!(a_holds < 4);
             assert_eq!(running.len(), s.running());
+            // Work-conserving: a free slot never sits idle while an
+            // account below its cap waits.
+            if s.running() < 4 {
+                for q in s.accounts.values() {
+                    assert!(q.waiting.is_empty() || q.running >= 2, "idle slot");
+                }
+            }
         }
     }
 

@@ -91,7 +91,8 @@ async fn refuse_busy(
     let message = match refusal {
         Refusal::Full => "vmrmd is at its connection limit; retry later",
         Refusal::UidFull => {
-            "this uid holds as many connections as vmrmd allows one uid; close some"
+            "this uid (counted with the other uids of its subordinate range) holds as many \
+             connections as vmrmd allows one tenant; close some"
         }
     };
     let msg = ServerMessage::Error {
