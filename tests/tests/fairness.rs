@@ -34,9 +34,9 @@ fn as_uid<R: Send + 'static>(uid: u32, work: impl FnOnce() -> R + Send + 'static
     })
 }
 
-/// B removes a typical workdir; returns how long it took.
-fn b_is_served(f: &Fixture, d: &Daemon) -> Duration {
-    let dir = tree::vm_workdir(&f.plain, ids::TENANT_B);
+/// B removes a workdir of 10 files in `prefix`; returns how long it took.
+fn b_is_served(prefix: &Path, d: &Daemon) -> Duration {
+    let dir = wide_workdir(prefix, ids::TENANT_B, 10);
     let socket = d.socket.clone();
     let started = Instant::now();
     let outcome = as_uid(ids::TENANT_B, move || {
@@ -55,30 +55,45 @@ fn b_is_served(f: &Fixture, d: &Daemon) -> Duration {
     took
 }
 
-/// A workdir of A's holding `files` empty files.
-fn wide_workdir(prefix: &Path, files: usize) -> PathBuf {
-    let dir = tree::empty_workdir(prefix, ids::TENANT_A);
+/// A workdir of `owner` holding `files` empty files.
+fn wide_workdir(prefix: &Path, owner: u32, files: usize) -> PathBuf {
+    use rustix::fs::{mknodat, openat, FileType, Mode, OFlags, CWD};
+    let dir = tree::empty_workdir(prefix, owner);
+    // Through the directory's fd: no path walk per file.
+    let fd = openat(
+        CWD,
+        &dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
     for i in 0..files {
-        fs::File::create(dir.join(format!("f{i:06}"))).unwrap();
+        let name = format!("f{i:06}");
+        mknodat(
+            &fd,
+            name.as_str(),
+            FileType::RegularFile,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
     }
     dir
 }
 
+/// Connections vmrmd accepted so far, asked over `probe`'s one connection
+/// (so that asking does not count).
+fn accepted(probe: &mut vmrm::Client) -> u64 {
+    probe.stats().unwrap().unwrap().connections_accepted
+}
+
 /// Wait until vmrmd has accepted `n` more connections than `base`.
-fn wait_accepted(d: &Daemon, base: u64, n: u64) {
+fn wait_accepted(probe: &mut vmrm::Client, base: u64, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = d.client().stats().unwrap().unwrap();
-        if s.connections_accepted >= base + n {
-            return;
-        }
+    while accepted(probe) < base + n {
         assert!(Instant::now() < deadline, "A's clients did not connect");
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn accepted(d: &Daemon) -> u64 {
-    d.client().stats().unwrap().unwrap().connections_accepted
 }
 
 #[test]
@@ -86,10 +101,21 @@ fn accepted(d: &Daemon) -> u64 {
 fn tenant_b_is_served_while_a_runs_32_huge_removals() {
     require_root();
     let f = Fixture::new();
-    let d = Daemon::start(&f, DaemonOptions::default());
-    let dirs: Vec<PathBuf> = (0..32).map(|_| wide_workdir(&f.plain, 20_000)).collect();
+    // On tmpfs: the disk under /tmp is shared, and slow to fill.
+    let prefix = f.tmpfs("huge", 1_000_000);
+    let d = Daemon::start(
+        &f,
+        DaemonOptions {
+            prefixes: Some(vec![prefix.clone()]),
+            ..Default::default()
+        },
+    );
+    let dirs: Vec<PathBuf> = (0..32)
+        .map(|_| wide_workdir(&prefix, ids::TENANT_A, 20_000))
+        .collect();
     let done = Arc::new(AtomicUsize::new(0));
-    let base = accepted(&d);
+    let mut probe = d.client();
+    let base = accepted(&mut probe);
     let a: Vec<_> = dirs
         .iter()
         .map(|dir| {
@@ -105,9 +131,9 @@ fn tenant_b_is_served_while_a_runs_32_huge_removals() {
         .collect();
     // Every one of A's requests is in before B's: a FIFO would serve B
     // only after 28 of them ended.
-    wait_accepted(&d, base, 32);
+    wait_accepted(&mut probe, base, 32);
     thread::sleep(Duration::from_millis(200));
-    let took = b_is_served(&f, &d);
+    let took = b_is_served(&prefix, &d);
     let a_done = done.load(Ordering::SeqCst);
     eprintln!("B served in {took:?} while A had {a_done} of 32 huge removals done");
     assert!(took < SERVED_WITHIN, "B waited {took:?}");
@@ -133,7 +159,9 @@ fn tenant_b_is_served_while_a_keeps_4_trees_refilling() {
         },
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let dirs: Vec<PathBuf> = (0..4).map(|_| wide_workdir(&f.sticky, 2_000)).collect();
+    let dirs: Vec<PathBuf> = (0..4)
+        .map(|_| wide_workdir(&f.sticky, ids::TENANT_A, 2_000))
+        .collect();
     // Two writers per workdir, as a VM writing files as fast as it can.
     let refillers: Vec<_> = dirs
         .iter()
@@ -150,7 +178,8 @@ fn tenant_b_is_served_while_a_keeps_4_trees_refilling() {
             })
         })
         .collect();
-    let base = accepted(&d);
+    let mut probe = d.client();
+    let base = accepted(&mut probe);
     let a: Vec<_> = dirs
         .iter()
         .map(|dir| {
@@ -162,9 +191,9 @@ fn tenant_b_is_served_while_a_keeps_4_trees_refilling() {
             })
         })
         .collect();
-    wait_accepted(&d, base, 4);
+    wait_accepted(&mut probe, base, 4);
     thread::sleep(Duration::from_millis(300));
-    let took = b_is_served(&f, &d);
+    let took = b_is_served(&f.plain, &d);
     eprintln!("B served in {took:?} while A's 4 trees refill");
     stop.store(true, Ordering::Relaxed);
     for t in refillers {
@@ -219,7 +248,7 @@ fn subordinate_uids_share_their_owners_connection_cap() {
         .flat_map(|t| t.join().unwrap())
         .collect();
     thread::sleep(Duration::from_millis(300));
-    let took = b_is_served(&f, &d);
+    let took = b_is_served(&f.plain, &d);
     let stats = d.client().stats().unwrap().unwrap();
     eprintln!(
         "{} subuid connections, {} refused; B served in {took:?}",
