@@ -110,8 +110,8 @@ async fn refuse_busy(
     let discard = async {
         let mut buf = [0u8; 4096];
         let mut taken = 0usize;
-        // Up to one maximal hello-sized read's worth; a client streaming
-        // more is not worth an fd.
+        // A hello is a few bytes; past 64 KiB the client is streaming
+        // junk, and not worth holding an fd for.
         while taken < 64 * 1024 {
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
