@@ -427,6 +427,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_waiter_dropped_before_or_after_its_grant_leaks_no_slot() {
+        let short = std::time::Duration::from_millis(10);
+        let q = FairQueue::new(1, 1);
+        // Dropped while waiting: leaves the queue.
+        let first = q.acquire_for(A).await.unwrap();
+        {
+            let waiting = q.acquire_for(B);
+            tokio::pin!(waiting);
+            assert!(tokio::time::timeout(short, waiting.as_mut()).await.is_err());
+        }
+        drop(first);
+        assert_eq!(q.running(), 0, "nothing granted to a waiter that left");
+        // Granted, then dropped before it ran: the slot comes back.
+        let first = q.acquire_for(A).await.unwrap();
+        {
+            let waiting = q.acquire_for(B);
+            tokio::pin!(waiting);
+            assert!(tokio::time::timeout(short, waiting.as_mut()).await.is_err());
+            drop(first);
+            assert_eq!(q.running(), 1, "granted to B");
+        }
+        assert_eq!(q.running(), 0, "B's unclaimed slot given back");
+        let _again = q.acquire_for(C).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn async_queue_grants_in_turn_and_gives_back_on_drop() {
         let q = FairQueue::new(1, 1);
         let first = q.acquire_for(A).await.unwrap();
