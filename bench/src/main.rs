@@ -2,9 +2,12 @@
 //! run, and writes BENCHMARKS.md (and benchmarks.svg). Run as root through
 //! `scripts/bench.sh`, which installs what it needs first.
 //!
-//! `vmrm-bench [--quick] [--only typical|tenants|large] [--out DIR]`; `vmrm-bench worker SOCKET VMRM` is
-//! the unprivileged half, started by the benchmark itself.
+//! `vmrm-bench [--quick] [--only typical|tenants|large|fairness] [--out DIR]`;
+//! `vmrm-bench worker SOCKET VMRM` is the unprivileged half, started by the
+//! benchmark itself. A run with `--only` prints its sections and leaves
+//! BENCHMARKS.md, which only a full run writes, alone.
 
+mod fairness;
 mod plot;
 mod setup;
 mod summary;
@@ -24,7 +27,8 @@ use summary::{median, median_ratio, quantile, show};
 use vmrm::{Client, ClientOptions, Outcome};
 
 struct Plan {
-    /// Run only this section (`typical`, `tenants`, `large`), for quick checks.
+    /// Run only this section (`typical`, `tenants`, `large`, `fairness`),
+    /// for quick checks.
     only: Option<String>,
     workdir_iterations: usize,
     tenants_workdirs: usize,
@@ -128,35 +132,43 @@ fn run(plan: &Plan, out: &Path) -> Result<(), String> {
         (big, svg) = large(plan, &env, &sandboxed, &unsandboxed, &mut md, &mut targets)?;
     }
 
-    let _ = writeln!(md, "## 4. The helper's memory and fds\n");
-    let _ = writeln!(
-        md,
-        "Sampled from `/proc/<pid>/status` (VmRSS, VmHWM) and `/proc/<pid>/fd` every 5 ms.\n"
-    );
-    let _ = writeln!(
-        md,
-        "| when | RSS | peak RSS so far | open fds (max seen) |\n|---|---|---|---|"
-    );
-    let _ = writeln!(
-        md,
-        "| idle, after start | {idle_rss} KiB | {idle_rss} KiB | {idle_fds} |"
-    );
-    let _ = writeln!(
-        md,
-        "| under load 3 (16 concurrent clients) | {} KiB | {} KiB | {} |",
-        load.0, load.1, load.2
-    );
-    let _ = writeln!(
-        md,
-        "| removing the largest tree (tmpfs) | {} KiB | {} KiB | {} |\n",
-        big.0, big.1, big.2
-    );
-    let rss_ok = [idle_rss, load.1, big.1].iter().all(|&k| k < 32 * 1024);
-    targets.push(target(
-        "helper peak RSS < 32 MiB in every case",
-        format!("{} KiB", load.1.max(big.1)),
-        rss_ok,
-    ));
+    // Section 4 reports the loads of sections 2 and 3.
+    if wanted("tenants") || wanted("large") {
+        let _ = writeln!(md, "## 4. The helper's memory and fds\n");
+        let _ = writeln!(
+            md,
+            "Sampled from `/proc/<pid>/status` (VmRSS, VmHWM) and `/proc/<pid>/fd` every 5 ms.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| when | RSS | peak RSS so far | open fds (max seen) |\n|---|---|---|---|"
+        );
+        let _ = writeln!(
+            md,
+            "| idle, after start | {idle_rss} KiB | {idle_rss} KiB | {idle_fds} |"
+        );
+        let _ = writeln!(
+            md,
+            "| under load 3 (16 concurrent clients) | {} KiB | {} KiB | {} |",
+            load.0, load.1, load.2
+        );
+        let _ = writeln!(
+            md,
+            "| removing the largest tree (tmpfs) | {} KiB | {} KiB | {} |\n",
+            big.0, big.1, big.2
+        );
+        let rss_ok = [idle_rss, load.1, big.1].iter().all(|&k| k < 32 * 1024);
+        targets.push(target(
+            "helper peak RSS < 32 MiB in every case",
+            format!("{} KiB", load.1.max(big.1)),
+            rss_ok,
+        ));
+    }
+
+    if wanted("fairness") {
+        eprintln!("== fairness between tenants");
+        fairness::fairness(plan, &env, &mut md, &mut targets)?;
+    }
 
     let _ = writeln!(
         md,
@@ -166,6 +178,12 @@ fn run(plan: &Plan, out: &Path) -> Result<(), String> {
         md.push_str(t);
     }
     md.push('\n');
+    if let Some(only) = &plan.only {
+        // A partial run must not wipe the other sections of the full one.
+        println!("{md}");
+        eprintln!("--only {only}: printed above; BENCHMARKS.md left as it was");
+        return Ok(());
+    }
     fs::write(out.join("BENCHMARKS.md"), md).map_err(|e| e.to_string())?;
     if !svg.is_empty() {
         fs::write(out.join("benchmarks.svg"), svg).map_err(|e| e.to_string())?;

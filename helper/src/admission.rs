@@ -1,15 +1,18 @@
-//! Admission of connections: a global cap, and a cap per peer uid so that
-//! one tenant holding idle connections cannot lock the others out.
+//! Admission of connections: a global cap, and a cap per account (a peer
+//! uid with its subordinate uids, see [`crate::accounting`]) so that one
+//! tenant holding idle connections cannot lock the others out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::accounting::Account;
+
 /// Hands out [`Ticket`]s within both caps.
 pub struct Admission {
     global: Arc<Semaphore>,
-    per_uid: Arc<Mutex<HashMap<u32, usize>>>,
+    per_uid: Arc<Mutex<HashMap<Account, usize>>>,
     max_per_uid: usize,
 }
 
@@ -23,8 +26,8 @@ pub enum Refusal {
 /// A connection's place under the caps, given back when dropped.
 pub struct Ticket {
     _global: OwnedSemaphorePermit,
-    per_uid: Arc<Mutex<HashMap<u32, usize>>>,
-    uid: u32,
+    per_uid: Arc<Mutex<HashMap<Account, usize>>>,
+    account: Account,
 }
 
 impl Admission {
@@ -36,10 +39,10 @@ impl Admission {
         }
     }
 
-    /// Admit one more connection of `uid`, if both caps allow.
-    pub fn admit(&self, uid: u32) -> Result<Ticket, Refusal> {
+    /// Admit one more connection charged to `account`, if both caps allow.
+    pub fn admit(&self, account: Account) -> Result<Ticket, Refusal> {
         let mut counts = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
-        let held = counts.entry(uid).or_insert(0);
+        let held = counts.entry(account).or_insert(0);
         if *held >= self.max_per_uid {
             return Err(Refusal::UidFull);
         }
@@ -50,7 +53,7 @@ impl Admission {
         Ok(Ticket {
             _global: permit,
             per_uid: Arc::clone(&self.per_uid),
-            uid,
+            account,
         })
     }
 }
@@ -58,10 +61,10 @@ impl Admission {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut counts = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(held) = counts.get_mut(&self.uid) {
+        if let Some(held) = counts.get_mut(&self.account) {
             *held -= 1;
             if *held == 0 {
-                counts.remove(&self.uid);
+                counts.remove(&self.account);
             }
         }
     }
@@ -74,12 +77,12 @@ mod tests {
     #[test]
     fn caps_per_uid_and_overall_and_gives_back_on_drop() {
         let a = Admission::new(3, 2);
-        let t1 = a.admit(1).unwrap();
-        let _t2 = a.admit(1).unwrap();
-        assert_eq!(a.admit(1).err(), Some(Refusal::UidFull));
-        let _t3 = a.admit(2).unwrap();
-        assert_eq!(a.admit(3).err(), Some(Refusal::Full));
+        let t1 = a.admit(Account(1)).unwrap();
+        let _t2 = a.admit(Account(1)).unwrap();
+        assert_eq!(a.admit(Account(1)).err(), Some(Refusal::UidFull));
+        let _t3 = a.admit(Account(2)).unwrap();
+        assert_eq!(a.admit(Account(3)).err(), Some(Refusal::Full));
         drop(t1);
-        assert!(a.admit(1).is_ok());
+        assert!(a.admit(Account(1)).is_ok());
     }
 }

@@ -73,6 +73,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "MODE")]
     pub sandbox: Option<SandboxMode>,
 
+    /// Subordinate uid ranges, as newuidmap reads them (default
+    /// /etc/subuid): a peer uid in a range is charged to its owner.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub subuid_file: Option<PathBuf>,
+
     /// Connections served at once.
     #[arg(long, global = true, value_name = "N")]
     pub max_connections: Option<usize>,
@@ -84,6 +89,11 @@ pub struct Cli {
     /// Removals run at once.
     #[arg(long, global = true, value_name = "N")]
     pub max_concurrent_removals: Option<usize>,
+
+    /// Removals one uid (with its subordinate uids) runs at once
+    /// (default: half of --max-concurrent-removals).
+    #[arg(long, global = true, value_name = "N")]
+    pub max_removals_per_uid: Option<usize>,
 
     /// Close a connection idle this long.
     #[arg(long, global = true, value_name = "SECS")]
@@ -156,10 +166,12 @@ impl Cli {
             user: self.user.clone(),
             runner_users: some_vec(&self.runner_users),
             sandbox: self.sandbox,
+            subuid_file: self.subuid_file.clone(),
             limits: LimitsFile {
                 max_connections: self.max_connections,
                 max_connections_per_uid: self.max_connections_per_uid,
                 max_concurrent_removals: self.max_concurrent_removals,
+                max_removals_per_uid: self.max_removals_per_uid,
                 idle_timeout_secs: self.idle_timeout,
                 frame_timeout_secs: self.frame_timeout,
                 max_rounds: self.max_rounds,

@@ -18,9 +18,10 @@ use vmrm_proto::{
     RequestId, ServerMessage, PROTOCOL_VERSION,
 };
 
+use crate::accounting::Account;
 use crate::admission::Ticket;
 use crate::removal;
-use crate::service::Service;
+use crate::service::{Policy, Service};
 use crate::{audit, sys};
 
 /// `PATH_MAX`: a longer path cannot name anything.
@@ -44,7 +45,11 @@ enum ReadEnd {
 struct Conn {
     service: Arc<Service>,
     peer: PeerCredentials,
-    allowed: Result<(), Denial>,
+    /// Taken by the kernel at connect, like the uid; the allow-lists they
+    /// are checked against are the policy in force at each request.
+    groups: Vec<Gid>,
+    /// Whose removal slots this connection's removals take.
+    account: Account,
     reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
     writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
 }
@@ -64,12 +69,13 @@ pub async fn serve(service: Arc<Service>, stream: UnixStream, cred: UCred, _tick
             Vec::new()
         }
     };
-    let allowed = authorize_peer(&service.policy().config, &peer, &groups);
+    let account = service.account_of(peer.uid.0);
     let (read, write) = stream.into_split();
     let mut conn = Conn {
         service,
         peer,
-        allowed,
+        groups,
+        account,
         reader: FramedRead::new(read, codec()),
         writer: FramedWrite::new(write, codec()),
     };
@@ -132,13 +138,9 @@ impl Conn {
             Request::Ping => Outcome::Pong {
                 server: server_name(),
             },
-            Request::Stats => match &self.allowed {
-                Ok(()) => Outcome::Stats(self.service.stats.snapshot()),
-                Err(d) => Outcome::Denied {
-                    reason: d.reason,
-                    message: d.message.clone(),
-                },
-            },
+            Request::Stats => self
+                .denial(&self.service.policy())
+                .unwrap_or_else(|| Outcome::Stats(self.service.stats.snapshot())),
             Request::Remove { path } => {
                 let started = Instant::now();
                 let (outcome, removal) = self.remove(id, &path).await;
@@ -151,25 +153,40 @@ impl Conn {
         }
     }
 
+    /// The allow-lists of the policy in force now, not of the one at
+    /// connect: a reload that drops a uid ends its persistent connection's
+    /// removals at the next request (issue 8, attack 7).
+    #[must_use]
+    fn denial(&self, policy: &Policy) -> Option<Outcome> {
+        authorize_peer(&policy.config, &self.peer, &self.groups)
+            .err()
+            .map(|d: Denial| Outcome::Denied {
+                reason: d.reason,
+                message: d.message,
+            })
+    }
+
     /// The outcome, and the audit id of the removal when it got as far as
     /// starting (a well-formed path with a removal slot).
     async fn remove(&self, id: RequestId, path: &[u8]) -> (Outcome, Option<audit::RemovalId>) {
-        if let Err(d) = &self.allowed {
-            let denied = Outcome::Denied {
-                reason: d.reason,
-                message: d.message.clone(),
-            };
+        if let Some(denied) = self.denial(&self.service.policy()) {
             return (denied, None);
         }
         if path.len() > PATH_MAX {
             let message = format!("path of {} bytes exceeds PATH_MAX", path.len());
             return (Outcome::BadRequest { message }, None);
         }
-        let Ok(_permit) = self.service.removals.acquire().await else {
+        // In fair turn with other accounts, within this account's cap.
+        let Ok(_slot) = self.service.removals.acquire_for(self.account).await else {
             let message = "vmrmd is shutting down".into();
             return (Outcome::BadRequest { message }, None);
         };
+        // Checked again under the policy the removal runs with: a reload
+        // while this request waited for its slot counts.
         let policy = self.service.policy();
+        if let Some(denied) = self.denial(&policy) {
+            return (denied, None);
+        }
         // Only a path of the grammar starts a removal (so its start line is
         // short); a crash from here on leaves a start with no end.
         let removal = policy

@@ -4,12 +4,14 @@
 //! `unsafe` lives only in [`sys`].
 #![deny(unsafe_code)]
 
+pub mod accounting;
 pub mod admission;
 pub mod audit;
 pub mod cli;
 pub mod connection;
 pub mod daemon;
 pub mod engine;
+pub mod fair_queue;
 pub mod ids;
 pub mod listener;
 pub mod logging;

@@ -5,8 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use vmrm_proto::{encode, ProtocolErrorKind, ServerMessage};
 
 use crate::admission::Refusal;
@@ -16,6 +17,14 @@ use crate::service::Service;
 /// How long shutdown waits for removals in flight to finish.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// How long a refused connection stays open after its "busy" frame, so the
+/// client's hello lands (rather than failing with EPIPE) and it reads why.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Refused connections kept open at once for [`LINGER`]; past that, a flood
+/// of refused connections is closed at once, fds are not held for it.
+const MAX_LINGERING: usize = 64;
+
 /// Accept and serve connections until `shutdown` resolves.
 pub async fn serve(
     service: Arc<Service>,
@@ -23,6 +32,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     loop {
         let stream = tokio::select! {
             () = &mut shutdown => break,
@@ -47,7 +57,9 @@ pub async fn serve(
                 continue;
             }
         };
-        match service.admission.admit(cred.uid()) {
+        // Charged to the account, not the uid: a tenant's subordinate uids
+        // (a user namespace) share its cap (issue 8, attack 5).
+        match service.admission.admit(service.account_of(cred.uid())) {
             Ok(ticket) => {
                 service.stats.connection_accepted();
                 tokio::spawn(connection::serve(
@@ -59,36 +71,64 @@ pub async fn serve(
             }
             Err(refusal) => {
                 service.stats.connection_refused();
-                tokio::spawn(refuse_busy(stream, refusal));
+                let linger = Arc::clone(&lingering).try_acquire_owned().ok();
+                tokio::spawn(refuse_busy(stream, refusal, linger));
             }
         }
     }
     drain(&service).await;
 }
 
-/// Over the connection cap: say so and close, without waiting on the peer.
-async fn refuse_busy(mut stream: tokio::net::UnixStream, refusal: Refusal) {
+/// Over the connection cap: say so at once, then close. With `linger`,
+/// the socket stays open up to [`LINGER`] taking (and dropping) what the
+/// client sends, so a client that writes its hello first still reads the
+/// frame instead of seeing "Broken pipe".
+async fn refuse_busy(
+    mut stream: tokio::net::UnixStream,
+    refusal: Refusal,
+    linger: Option<OwnedSemaphorePermit>,
+) {
     let message = match refusal {
         Refusal::Full => "vmrmd is at its connection limit; retry later",
         Refusal::UidFull => {
-            "this uid holds as many connections as vmrmd allows one uid; close some"
+            "this uid (counted with the other uids of its subordinate range) holds as many \
+             connections as vmrmd allows one tenant; close some"
         }
     };
     let msg = ServerMessage::Error {
         kind: ProtocolErrorKind::Busy,
         message: message.into(),
     };
-    if let Ok(frame) = encode(&msg) {
-        let _ = tokio::time::timeout(Duration::from_millis(100), stream.write_all(&frame)).await;
+    let Ok(frame) = encode(&msg) else { return };
+    let sent = tokio::time::timeout(Duration::from_millis(100), stream.write_all(&frame)).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
     }
+    // shutdown(SHUT_WR): the client reads the frame, then end of stream.
+    let _ = stream.shutdown().await;
+    let Some(_linger) = linger else { return };
+    let discard = async {
+        let mut buf = [0u8; 4096];
+        let mut taken = 0usize;
+        // A hello is a few bytes; past 64 KiB the client is streaming
+        // junk, and not worth holding an fd for.
+        while taken < 64 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => taken += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, discard).await;
 }
 
-/// Wait until no removal runs (all permits free), bounded by [`DRAIN`].
+/// Start no more removals (waiting ones are told vmrmd is shutting down),
+/// and wait until none runs, bounded by [`DRAIN`].
 async fn drain(service: &Service) {
-    let all = u32::try_from(service.limits.max_concurrent_removals).unwrap_or(u32::MAX);
-    match tokio::time::timeout(DRAIN, service.removals.acquire_many(all)).await {
-        Ok(Ok(_permits)) => tracing::info!("no removal in flight; exiting"),
-        _ => tracing::warn!(
+    service.removals.close();
+    match tokio::time::timeout(DRAIN, service.removals.idle()).await {
+        Ok(()) => tracing::info!("no removal in flight; exiting"),
+        Err(_) => tracing::warn!(
             "removals still running after {}s; exiting anyway",
             DRAIN.as_secs()
         ),

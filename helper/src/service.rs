@@ -1,11 +1,13 @@
 //! State shared by every connection: the policy in force (swapped whole on
-//! reload), the concurrency caps and the counters.
+//! reload), the subordinate uid ranges, the concurrency caps and the
+//! counters.
 
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::Semaphore;
-
+use crate::accounting::{Account, SubordinateIds};
 use crate::admission::Admission;
+use crate::fair_queue::FairQueue;
+use crate::ids::SystemIds;
 use vmrm_policy::{Config, Limits};
 
 use crate::removal::PrefixDirs;
@@ -21,9 +23,11 @@ pub struct Policy {
 
 pub struct Service {
     policy: RwLock<Arc<Policy>>,
+    /// Read at start and on every reload.
+    subordinate: RwLock<Arc<SubordinateIds>>,
     /// Fixed at start: caps are sized once, a reload does not resize them.
     pub limits: Limits,
-    pub removals: Semaphore,
+    pub removals: FairQueue,
     pub admission: Admission,
     pub stats: Stats,
 }
@@ -31,11 +35,13 @@ pub struct Service {
 impl Service {
     pub fn new(policy: Policy) -> Service {
         let limits = policy.config.limits.clone();
+        let subordinate = read_subordinate(&policy.config).unwrap_or_default();
         Service {
-            removals: Semaphore::new(limits.max_concurrent_removals),
+            removals: FairQueue::new(limits.max_concurrent_removals, limits.max_removals_per_uid),
             admission: Admission::new(limits.max_connections, limits.max_connections_per_uid),
             limits,
             policy: RwLock::new(Arc::new(policy)),
+            subordinate: RwLock::new(Arc::new(subordinate)),
             stats: Stats::new(),
         }
     }
@@ -49,12 +55,46 @@ impl Service {
         }
     }
 
-    /// Put a new, already validated policy in force.
+    /// The account a peer uid's connections and removals count against.
+    pub fn account_of(&self, uid: u32) -> Account {
+        let map = match self.subordinate.read() {
+            Ok(m) => Arc::clone(&m),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        map.account_of(uid)
+    }
+
+    /// Put a new, already validated policy in force, and read the
+    /// subordinate uid ranges again (an unreadable file keeps the old ones).
     pub fn replace_policy(&self, policy: Policy) {
+        if let Some(map) = read_subordinate(&policy.config) {
+            let map = Arc::new(map);
+            match self.subordinate.write() {
+                Ok(mut m) => *m = map,
+                Err(poisoned) => *poisoned.into_inner() = map,
+            }
+        }
         let new = Arc::new(policy);
         match self.policy.write() {
             Ok(mut p) => *p = new,
             Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+}
+
+fn read_subordinate(config: &Config) -> Option<SubordinateIds> {
+    match SubordinateIds::read(&config.subuid_file, &SystemIds) {
+        Ok(map) => {
+            tracing::info!(
+                file = %config.subuid_file.display(),
+                ranges = map.len(),
+                "subordinate uids are charged to their range's owner"
+            );
+            Some(map)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "subordinate uid ranges not read; a tenant's user namespace uids count as separate tenants");
+            None
         }
     }
 }

@@ -37,11 +37,13 @@ const KNOWN_KEYS: &[&str] = &[
     "user",
     "runner_users",
     "sandbox",
+    "subuid_file",
     "limits",
     "sweep",
     "max_connections",
     "max_connections_per_uid",
     "max_concurrent_removals",
+    "max_removals_per_uid",
     "idle_timeout_secs",
     "frame_timeout_secs",
     "max_rounds",
@@ -56,6 +58,9 @@ const KNOWN_KEYS: &[&str] = &[
     "required",
     "off",
 ];
+
+/// Where `newuidmap` reads the subordinate uid ranges.
+pub const DEFAULT_SUBUID_FILE: &str = "/etc/subuid";
 
 /// A user or group named in the config: a number or a name.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -134,6 +139,7 @@ pub struct ConfigFile {
     pub user: Option<IdSpec>,
     pub runner_users: Option<Vec<IdSpec>>,
     pub sandbox: Option<SandboxMode>,
+    pub subuid_file: Option<PathBuf>,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
@@ -147,6 +153,7 @@ pub struct LimitsFile {
     pub max_connections: Option<usize>,
     pub max_connections_per_uid: Option<usize>,
     pub max_concurrent_removals: Option<usize>,
+    pub max_removals_per_uid: Option<usize>,
     pub idle_timeout_secs: Option<u64>,
     pub frame_timeout_secs: Option<u64>,
     pub max_rounds: Option<u32>,
@@ -175,6 +182,10 @@ pub struct Limits {
     pub max_connections_per_uid: usize,
     /// Removals running at once; more wait their turn.
     pub max_concurrent_removals: usize,
+    /// Removals of one account (a uid, with its subordinate uids) running
+    /// at once, so that one tenant's many huge removals never hold every
+    /// slot while another tenant waits. At most `max_concurrent_removals`.
+    pub max_removals_per_uid: usize,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
     /// Once a frame starts, all of it must arrive (and a response must be
@@ -205,6 +216,7 @@ impl Default for Limits {
             max_connections: 256,
             max_connections_per_uid: 32,
             max_concurrent_removals: 4,
+            max_removals_per_uid: 2,
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(5),
             max_rounds: 8,
@@ -262,6 +274,9 @@ pub struct Config {
     /// Empty (the default) means only the peer's own directories.
     pub runner_users: Vec<Uid>,
     pub sandbox: SandboxMode,
+    /// Subordinate uid ranges (`owner:start:count`, as `newuidmap` reads
+    /// them): a peer uid inside a range is charged to the range's owner.
+    pub subuid_file: PathBuf,
     pub limits: Limits,
     pub sweep: SweepConfig,
 }
@@ -356,6 +371,7 @@ impl ConfigFile {
             user: over.user.or(self.user),
             runner_users: over.runner_users.or(self.runner_users),
             sandbox: over.sandbox.or(self.sandbox),
+            subuid_file: over.subuid_file.or(self.subuid_file),
             limits: LimitsFile {
                 max_connections: over.limits.max_connections.or(self.limits.max_connections),
                 max_connections_per_uid: over
@@ -366,6 +382,10 @@ impl ConfigFile {
                     .limits
                     .max_concurrent_removals
                     .or(self.limits.max_concurrent_removals),
+                max_removals_per_uid: over
+                    .limits
+                    .max_removals_per_uid
+                    .or(self.limits.max_removals_per_uid),
                 idle_timeout_secs: over
                     .limits
                     .idle_timeout_secs
@@ -476,10 +496,12 @@ impl Config {
             user: Some(self.user_spec.clone()),
             runner_users: ids(&self.runner_users.iter().map(|u| u.0).collect::<Vec<_>>()),
             sandbox: Some(self.sandbox),
+            subuid_file: Some(self.subuid_file.clone()),
             limits: LimitsFile {
                 max_connections: Some(l.max_connections),
                 max_connections_per_uid: Some(l.max_connections_per_uid),
                 max_concurrent_removals: Some(l.max_concurrent_removals),
+                max_removals_per_uid: Some(l.max_removals_per_uid),
                 idle_timeout_secs: Some(l.idle_timeout.as_secs()),
                 frame_timeout_secs: Some(l.frame_timeout.as_secs()),
                 max_rounds: Some(l.max_rounds),
@@ -640,10 +662,20 @@ impl Config {
             l.max_depth.unwrap_or(defaults.max_depth),
             defaults.max_depth,
         );
+        // Default: half the global slots, so another account always finds
+        // one free; never more than the global cap.
+        let max_removals_per_uid = count(
+            "limits.max_removals_per_uid",
+            l.max_removals_per_uid
+                .unwrap_or((max_concurrent_removals / 2).max(1)),
+            1,
+        )
+        .min(max_concurrent_removals);
         let limits = Limits {
             max_connections,
             max_connections_per_uid,
             max_concurrent_removals,
+            max_removals_per_uid,
             idle_timeout: errors.take(
                 secs(
                     "limits.idle_timeout_secs",
@@ -722,6 +754,9 @@ impl Config {
             user_spec,
             runner_users,
             sandbox: file.sandbox.unwrap_or_default(),
+            subuid_file: file
+                .subuid_file
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SUBUID_FILE)),
             limits,
             sweep,
         };
@@ -956,6 +991,25 @@ pub(crate) mod tests {
         assert!(printed.contains("[limits]"), "{printed}");
         let again = Config::resolve(ConfigFile::parse(&printed, Path::new("t")).unwrap(), &Table);
         assert_eq!(again.unwrap(), c);
+    }
+
+    #[test]
+    fn removals_per_uid_default_to_half_the_slots_and_never_exceed_them() {
+        let per_uid = |text: &str| {
+            let file = ConfigFile::parse(text, Path::new("t.toml")).unwrap();
+            Config::resolve(file, &Table)
+                .unwrap()
+                .limits
+                .max_removals_per_uid
+        };
+        assert_eq!(per_uid(""), 2);
+        assert_eq!(per_uid("[limits]\nmax_concurrent_removals = 1"), 1);
+        assert_eq!(per_uid("[limits]\nmax_concurrent_removals = 9"), 4);
+        assert_eq!(
+            per_uid("[limits]\nmax_concurrent_removals = 4\nmax_removals_per_uid = 8"),
+            4
+        );
+        assert_eq!(per_uid("[limits]\nmax_removals_per_uid = 1"), 1);
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub(super) fn restrict(reach: &Reach, required: bool) -> Result<String, SandboxE
         .iter()
         .copied()
         .chain(ID_DATABASES.iter().map(Path::new))
+        .chain([reach.subuid_file.as_path()])
         .filter(|p| p.exists())
         .collect();
     ruleset = ruleset

@@ -65,6 +65,8 @@ pub struct Reach {
     pub socket_dir_parent: Option<std::os::fd::OwnedFd>,
     /// Read again on SIGHUP.
     pub config_file: Option<PathBuf>,
+    /// Subordinate uid ranges, read again on SIGHUP.
+    pub subuid_file: PathBuf,
 }
 
 impl Reach {
@@ -83,6 +85,7 @@ impl Reach {
             socket_dir,
             socket_dir_parent,
             config_file: config_file.map(Path::to_owned),
+            subuid_file: config.subuid_file.clone(),
         }
     }
 }
