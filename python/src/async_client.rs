@@ -55,6 +55,7 @@ impl AsyncClient {
     ) -> PyResult<Bound<'py, PyAny>> {
         let path = paths::removal_path(path)?;
         let client = Arc::clone(&self.inner);
+        let socket = self.options.socket.clone();
         let task = get_runtime().spawn(async move {
             let started = Instant::now();
             let answer = client.remove(&path).await;
@@ -64,29 +65,31 @@ impl AsyncClient {
             let (path, answer, took) = task.await.map_err(join_error)?;
             match answer {
                 Ok(outcome) => results::removal(&path, outcome, missing_ok, took),
-                Err(e) => Err(errors::from_client(Some(&path), e)),
+                Err(e) => Err(errors::from_client(&socket, Some(&path), e)),
             }
         })
     }
 
     fn ping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let client = Arc::clone(&self.inner);
+        let socket = self.options.socket.clone();
         let task = get_runtime().spawn(async move { client.ping().await });
         future_into_py(py, async move {
             task.await
                 .map_err(join_error)?
-                .map_err(|e| errors::from_client(None, e))
+                .map_err(|e| errors::from_client(&socket, None, e))
         })
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let client = Arc::clone(&self.inner);
+        let socket = self.options.socket.clone();
         let task = get_runtime().spawn(async move { client.stats().await });
         future_into_py(py, async move {
             let answer = task
                 .await
                 .map_err(join_error)?
-                .map_err(|e| errors::from_client(None, e))?;
+                .map_err(|e| errors::from_client(&socket, None, e))?;
             Python::attach(|py| results::stats(py, answer))
         })
     }

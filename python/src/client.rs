@@ -81,19 +81,19 @@ impl Client {
         let took = started.elapsed();
         match answer {
             Ok(outcome) => results::removal(&path, outcome, missing_ok, took),
-            Err(e) => Err(errors::from_client(Some(&path), e)),
+            Err(e) => Err(errors::from_client(&self.options.socket, Some(&path), e)),
         }
     }
 
     fn ping(&self, py: Python<'_>) -> PyResult<String> {
         py.detach(|| self.lock().ping())
-            .map_err(|e| errors::from_client(None, e))
+            .map_err(|e| errors::from_client(&self.options.socket, None, e))
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let answer = py
             .detach(|| self.lock().stats())
-            .map_err(|e| errors::from_client(None, e))?;
+            .map_err(|e| errors::from_client(&self.options.socket, None, e))?;
         results::stats(py, answer)
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
-use vmrm::{ClientError, CleanupError, Outcome, WorkDirError};
+use vmrm::{CleanupError, ClientError, Outcome, WorkDirError};
 use vmrm_proto::ProtocolErrorKind;
 
 use crate::results::RemovalStats;
@@ -59,19 +59,13 @@ fn from_outcome_in(py: Python<'_>, path: &Path, outcome: Outcome, took: Duration
     let p = path_str(path);
     let shown = p.clone().unwrap_or_default();
     match outcome {
-        Outcome::Denied { reason, message } => raise(
-            py,
-            "Denied",
-            (message, p, reason.as_str().to_owned()),
-        ),
+        Outcome::Denied { reason, message } => {
+            raise(py, "Denied", (message, p, reason.as_str().to_owned()))
+        }
         Outcome::BadRequest { message } => {
             raise(py, "Denied", (message, p, "bad_request".to_owned()))
         }
-        Outcome::NotFound => raise(
-            py,
-            "NotFound",
-            (format!("{shown}: no such directory"), p),
-        ),
+        Outcome::NotFound => raise(py, "NotFound", (format!("{shown}: no such directory"), p)),
         Outcome::Failed {
             stats,
             failures,
@@ -102,9 +96,7 @@ fn from_outcome_in(py: Python<'_>, path: &Path, outcome: Outcome, took: Duration
                 )
             });
             let count = failures.len() as u64 + omitted;
-            let message = format!(
-                "{shown}: removal incomplete, {count} part(s) remain{first}"
-            );
+            let message = format!("{shown}: removal incomplete, {count} part(s) remain{first}");
             raise(
                 py,
                 "RemovalFailed",
@@ -114,36 +106,43 @@ fn from_outcome_in(py: Python<'_>, path: &Path, outcome: Outcome, took: Duration
         other => raise(
             py,
             "VmrmError",
-            (format!("{shown}: unexpected answer from vmrmd: {other:?}"), p),
+            (
+                format!("{shown}: unexpected answer from vmrmd: {other:?}"),
+                p,
+            ),
         ),
     }
 }
 
 /// A client error (the helper was not reached or broke the protocol).
-pub(crate) fn from_client(path: Option<&Path>, e: ClientError) -> PyErr {
-    Python::attach(|py| from_client_in(py, path, e))
+pub(crate) fn from_client(socket: &Path, path: Option<&Path>, e: ClientError) -> PyErr {
+    Python::attach(|py| from_client_in(py, socket, path, e))
 }
 
-fn from_client_in(py: Python<'_>, path: Option<&Path>, e: ClientError) -> PyErr {
+fn from_client_in(py: Python<'_>, socket: &Path, path: Option<&Path>, e: ClientError) -> PyErr {
     let p = path.and_then(path_str);
-    let unavailable = |message: String, socket: &Path, reason: &str| {
+    let unavailable = |message: String, at: &Path, reason: &str| {
         raise(
             py,
             "Unavailable",
             (
                 message,
                 p.clone(),
-                socket.display().to_string(),
+                at.display().to_string(),
                 reason.to_owned(),
             ),
         )
     };
     match e {
-        ClientError::Connect { socket, source } => {
+        // `..`: the client may carry more about the socket (where its path
+        // came from) than this message needs.
+        ClientError::Connect { socket, source, .. } => {
             let s = socket.display();
             match source.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => unavailable(
-                    format!("vmrmd is not running: cannot connect to {s} ({source}); {HOW_TO_START}"),
+                    format!(
+                        "vmrmd is not running: cannot connect to {s} ({source}); {HOW_TO_START}"
+                    ),
                     &socket,
                     NOT_RUNNING,
                 ),
@@ -237,7 +236,37 @@ fn from_client_in(py: Python<'_>, path: Option<&Path>, e: ClientError) -> PyErr 
                 p,
             ),
         ),
+        // A variant this crate does not know yet (the client grows them,
+        // e.g. a dedicated `Busy`): still the helper was not usable, so it
+        // is transient. The variant's name picks the reason.
+        #[allow(unreachable_patterns)]
+        other => {
+            let reason = if variant_name(&other) == "Busy" {
+                BUSY
+            } else {
+                CONNECT
+            };
+            raise(
+                py,
+                "Unavailable",
+                (
+                    format!("{other}"),
+                    p.clone(),
+                    socket.display().to_string(),
+                    reason.to_owned(),
+                ),
+            )
+        }
     }
+}
+
+/// The name of an enum variant, from its derived Debug form (`Name {` or
+/// `Name(`): the variant, not the message.
+fn variant_name(e: &ClientError) -> String {
+    format!("{e:?}")
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect()
 }
 
 /// Why a working directory could not be created.
@@ -246,7 +275,10 @@ pub(crate) fn from_workdir(e: WorkDirError) -> PyErr {
         WorkDirError::BadVmId(_) | WorkDirError::SocketPathTooLong { .. } => {
             PyValueError::new_err(e.to_string())
         }
-        WorkDirError::Create { ref base, ref source } => PyOSError::new_err((
+        WorkDirError::Create {
+            ref base,
+            ref source,
+        } => PyOSError::new_err((
             source.raw_os_error().unwrap_or(0),
             e.to_string(),
             base.display().to_string(),
@@ -255,14 +287,14 @@ pub(crate) fn from_workdir(e: WorkDirError) -> PyErr {
 }
 
 /// Why a working directory could not be removed (yet).
-pub(crate) fn from_cleanup(e: CleanupError, took: Duration) -> PyErr {
+pub(crate) fn from_cleanup(socket: &Path, e: CleanupError, took: Duration) -> PyErr {
     match e {
         CleanupError::Local { path, source } => PyOSError::new_err((
             source.raw_os_error().unwrap_or(0),
             format!("cannot remove {}: {source}", path.display()),
             path.display().to_string(),
         )),
-        CleanupError::Helper { path, source } => from_client(Some(&path), source),
+        CleanupError::Helper { path, source } => from_client(socket, Some(&path), source),
         CleanupError::Refused { path, outcome } => from_outcome(&path, *outcome, took),
     }
 }

@@ -19,6 +19,7 @@ use crate::paths;
 pub struct NativeWorkDir {
     inner: Arc<Mutex<vmrm::WorkDir>>,
     path: PathBuf,
+    socket: PathBuf,
 }
 
 #[pymethods]
@@ -34,15 +35,20 @@ impl NativeWorkDir {
         timeout: Option<f64>,
         use_helper: bool,
     ) -> PyResult<Self> {
+        let options = options(socket, timeout)?;
+        let socket = options.socket.clone();
         let mut builder = vmrm::WorkDir::builder(vm_id)
-            .client_options(options(socket, timeout)?)
+            .client_options(options)
             .uses_helper(use_helper);
         if let Some(p) = prefix.filter(|p| !p.is_none()) {
             builder = builder.base(paths::absolute(&paths::path_arg(p)?));
         }
-        let wd = py.detach(|| builder.create()).map_err(errors::from_workdir)?;
+        let wd = py
+            .detach(|| builder.create())
+            .map_err(errors::from_workdir)?;
         Ok(NativeWorkDir {
             path: wd.path().to_owned(),
+            socket,
             inner: Arc::new(Mutex::new(wd)),
         })
     }
@@ -78,13 +84,14 @@ impl NativeWorkDir {
     fn cleanup(&self, py: Python<'_>) -> PyResult<()> {
         let started = Instant::now();
         py.detach(|| self.inner.blocking_lock().cleanup())
-            .map_err(|e| errors::from_cleanup(e, started.elapsed()))
+            .map_err(|e| errors::from_cleanup(&self.socket, e, started.elapsed()))
     }
 
     /// `cleanup` as an awaitable. A cancelled await lets the cleanup run to
     /// its end; awaiting `acleanup` again then returns at once.
     fn acleanup<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let inner = Arc::clone(&self.inner);
+        let socket = self.socket.clone();
         let task = get_runtime().spawn(async move {
             let started = Instant::now();
             let r = inner.lock().await.cleanup_async().await;
@@ -94,7 +101,7 @@ impl NativeWorkDir {
             let (r, took) = task.await.map_err(|e| {
                 pyo3::exceptions::PyRuntimeError::new_err(format!("vmrm task ended: {e}"))
             })?;
-            r.map_err(|e| errors::from_cleanup(e, took))
+            r.map_err(|e| errors::from_cleanup(&socket, e, took))
         })
     }
 }
