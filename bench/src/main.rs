@@ -2,10 +2,11 @@
 //! run, and writes BENCHMARKS.md (and benchmarks.svg). Run as root through
 //! `scripts/bench.sh`, which installs what it needs first.
 //!
-//! `vmrm-bench [--quick] [--only typical|tenants|large] [--out DIR]`; `vmrm-bench worker SOCKET VMRM` is
+//! `vmrm-bench [--quick] [--only typical|tenants|large|python] [--out DIR]`; `vmrm-bench worker SOCKET VMRM` is
 //! the unprivileged half, started by the benchmark itself.
 
 mod plot;
+mod python;
 mod setup;
 mod summary;
 mod trees;
@@ -24,7 +25,7 @@ use summary::{median, median_ratio, quantile, show};
 use vmrm::{Client, ClientOptions, Outcome};
 
 struct Plan {
-    /// Run only this section (`typical`, `tenants`, `large`), for quick checks.
+    /// Run only this section (`typical`, `tenants`, `large`, `python`), for quick checks.
     only: Option<String>,
     workdir_iterations: usize,
     tenants_workdirs: usize,
@@ -157,6 +158,18 @@ fn run(plan: &Plan, out: &Path) -> Result<(), String> {
         format!("{} KiB", load.1.max(big.1)),
         rss_ok,
     ));
+
+    if wanted("python") {
+        eprintln!("== from Python");
+        python::section(
+            plan.workdir_iterations,
+            &env,
+            &env.tmpfs,
+            &sandboxed,
+            &mut md,
+            &mut targets,
+        )?;
+    }
 
     let _ = writeln!(
         md,

@@ -17,9 +17,10 @@ use crate::errors;
 use crate::paths;
 use crate::results;
 
-/// An asyncio client. Share one between tasks: requests on its one
-/// connection go one at a time, in order.
-#[pyclass(module = "vmrm", frozen)]
+/// The native half of `vmrm.AsyncClient` (whose coroutines call these
+/// with the event loop running). Requests on its one connection go one at
+/// a time, in order.
+#[pyclass(module = "vmrm._native", frozen)]
 pub struct AsyncClient {
     inner: Arc<vmrm::AsyncClient>,
     options: ClientOptions,

@@ -20,7 +20,8 @@ from ._errors import (
     Unavailable,
     VmrmError,
 )
-from ._native import DEFAULT_SOCKET, SUN_PATH_MAX, AsyncClient, Client, RemovalStats
+from ._async import AsyncClient
+from ._native import DEFAULT_SOCKET, SUN_PATH_MAX, Client, RemovalStats
 from ._workdir import WorkDir
 
 __all__ = [

@@ -38,8 +38,8 @@ class Client:
     def __exit__(self, ty: Any, value: Any, tb: Any) -> None: ...
 
 class AsyncClient:
-    """asyncio client on one persistent connection to vmrmd. Share one
-    between tasks; a cancelled await leaves it usable."""
+    """The native half of vmrm.AsyncClient; its methods must be called with
+    an event loop running."""
 
     def __init__(self, socket: Optional[_Path] = None, timeout: Optional[float] = None) -> None: ...
     @property
