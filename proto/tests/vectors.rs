@@ -211,7 +211,11 @@ fn vectors_match_the_encoder_and_decode_back() {
         let bytes = unhex(bytes);
         assert_eq!(bytes, frame(m), "{name}: the encoder disagrees");
         let len = u32::from_be_bytes(bytes[..LENGTH_PREFIX_LEN].try_into().unwrap()) as usize;
-        assert_eq!(len, bytes.len() - LENGTH_PREFIX_LEN, "{name}: length prefix");
+        assert_eq!(
+            len,
+            bytes.len() - LENGTH_PREFIX_LEN,
+            "{name}: length prefix"
+        );
         let payload = &bytes[LENGTH_PREFIX_LEN..];
         match m {
             Msg::C(c) => assert_eq!(&decode::<ClientMessage>(payload).unwrap(), c, "{name}"),

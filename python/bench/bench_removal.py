@@ -11,8 +11,9 @@ Commands, one per stdin line, each answered with one line of nanoseconds
     async PATH     await AsyncClient.remove(PATH), persistent connection
     client PATH    Client.remove(PATH), persistent connection
     tokio PATH     await vmrm._native.AsyncClient.remove(PATH): the Rust
-                   tokio client behind pyo3-async-runtimes, the other way
+                   tokio client behind pyo3-async-runtimes, another way
                    AsyncClient could be built, for comparison
+    thread PATH    await asyncio.to_thread(Client.remove, PATH): the third way
     cli PATH       await asyncio.create_subprocess_exec("vmrm", "rm", PATH)
     sudo PATH      subprocess.run(["sudo", "-n", "rm", "-rf", PATH])
     quit
@@ -34,6 +35,7 @@ def worker(socket: str, vmrm_bin: str) -> None:
     loop = asyncio.new_event_loop()
     aclient = vmrm.AsyncClient(socket=socket)
     tclient = _native.AsyncClient(socket, None)
+    threaded = vmrm.Client(socket=socket)
 
     async def timed_async(path: str) -> int:
         t = time.perf_counter_ns()
@@ -55,6 +57,11 @@ def worker(socket: str, vmrm_bin: str) -> None:
             raise RuntimeError(f"vmrm rm exited {proc.returncode}")
         return time.perf_counter_ns() - t
 
+    async def timed_thread(path: str) -> int:
+        t = time.perf_counter_ns()
+        await asyncio.to_thread(threaded.remove, path)
+        return time.perf_counter_ns() - t
+
     def timed_client(path: str) -> int:
         t = time.perf_counter_ns()
         client.remove(path)
@@ -74,6 +81,7 @@ def worker(socket: str, vmrm_bin: str) -> None:
         await tclient.ping()
 
     loop.run_until_complete(ping_tokio())
+    threaded.ping()
     for line in sys.stdin:
         words = line.split()
         try:
@@ -84,6 +92,8 @@ def worker(socket: str, vmrm_bin: str) -> None:
                 ns = loop.run_until_complete(timed_async(path))
             elif cmd == "tokio":
                 ns = loop.run_until_complete(timed_tokio(path))
+            elif cmd == "thread":
+                ns = loop.run_until_complete(timed_thread(path))
             elif cmd == "cli":
                 ns = loop.run_until_complete(timed_cli(path))
             elif cmd == "client":

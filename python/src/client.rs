@@ -1,6 +1,7 @@
 //! `vmrm.Client`: the blocking client on one persistent connection, with
 //! the GIL released while it waits.
 
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -103,6 +104,59 @@ impl Client {
         py.detach(|| *self.lock() = fresh);
     }
 
+    /// First half of a removal for `vmrm.AsyncClient`: send, do not wait.
+    fn _send_remove(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<Pending> {
+        let path = paths::removal_path(path)?;
+        let started = Instant::now();
+        match py.detach(|| self.lock().send_remove(&path)) {
+            Ok(pending) => Ok(Pending {
+                inner: Mutex::new(Some(pending)),
+                path,
+                started,
+            }),
+            Err(e) => Err(errors::from_client(&self.options.socket, Some(&path), e)),
+        }
+    }
+
+    /// The connection's fd, to wait on; None when there is none.
+    fn _fileno(&self) -> Option<i32> {
+        self.lock().as_fd().map(|fd| fd.as_raw_fd())
+    }
+
+    /// Second half: read the waiting answer. None: sent again, wait again.
+    fn _finish_remove(
+        &self,
+        py: Python<'_>,
+        pending: &Pending,
+        missing_ok: bool,
+    ) -> PyResult<Option<RemovalStats>> {
+        let taken = pending
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(p) = taken else {
+            return Err(PyValueError::new_err("this removal has already finished"));
+        };
+        let path = &pending.path;
+        match py.detach(|| self.lock().finish_remove(p)) {
+            Ok(Ok(outcome)) => {
+                results::removal(path, outcome, missing_ok, pending.started.elapsed()).map(Some)
+            }
+            Ok(Err(again)) => {
+                *pending.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(again);
+                Ok(None)
+            }
+            Err(e) => Err(errors::from_client(&self.options.socket, Some(path), e)),
+        }
+    }
+
+    /// Forget a pending answer (the caller was cancelled): the connection
+    /// is dropped, never left half-read.
+    fn _abandon(&self) {
+        self.lock().abandon();
+    }
+
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
@@ -123,4 +177,12 @@ impl Client {
             self.options.socket.display().to_string()
         )
     }
+}
+
+/// A removal sent by `Client._send_remove`, not yet answered.
+#[pyclass(module = "vmrm._native", frozen)]
+pub struct Pending {
+    inner: Mutex<Option<vmrm::PendingRemoval>>,
+    path: PathBuf,
+    started: Instant,
 }

@@ -20,6 +20,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     m.add_class::<results::RemovalStats>()?;
     m.add_class::<client::Client>()?;
+    m.add_class::<client::Pending>()?;
     m.add_class::<async_client::AsyncClient>()?;
     m.add_class::<workdir::NativeWorkDir>()?;
     m.add("DEFAULT_SOCKET", vmrm_proto::DEFAULT_SOCKET)?;
