@@ -241,16 +241,20 @@ fn from_client_in(py: Python<'_>, socket: &Path, path: Option<&Path>, e: ClientE
         // is transient. The variant's name picks the reason.
         #[allow(unreachable_patterns)]
         other => {
-            let reason = if variant_name(&other) == "Busy" {
-                BUSY
+            let (reason, hint) = if variant_name(&other) == "Busy" {
+                (
+                    BUSY,
+                    " (its connection cap, or the per-uid connection cap for this uid, is \
+                     full: close idle clients of this uid or retry with backoff)",
+                )
             } else {
-                CONNECT
+                (CONNECT, "")
             };
             raise(
                 py,
                 "Unavailable",
                 (
-                    format!("{other}"),
+                    format!("{other}{hint}"),
                     p.clone(),
                     socket.display().to_string(),
                     reason.to_owned(),
