@@ -140,3 +140,13 @@ def hold_workdir(uid: int, prefix: str, sock: str, conn: Any) -> None:
     conn.send(str(wd.path))
     while True:
         time.sleep(60)
+
+
+def keep_async_client(sock: str) -> None:
+    """An AsyncClient and the one event loop it is used from."""
+    STATE["loop"] = asyncio.new_event_loop()
+    STATE["aclient"] = vmrm.AsyncClient(socket=sock)
+
+
+def aclient_call(method: str, *args: Any) -> Any:
+    return STATE["loop"].run_until_complete(getattr(STATE["aclient"], method)(*args))

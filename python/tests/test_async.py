@@ -6,6 +6,9 @@ import os
 import time
 
 import tenant
+import pytest
+
+import vmrm
 from conftest import TENANT_A, Daemon, TenantFactory, World
 
 
@@ -37,3 +40,23 @@ def test_a_cancelled_await_leaves_the_client_usable(
     while big.exists() and os.listdir(big):
         assert time.monotonic() < deadline, "the cancelled removal never finished"
         time.sleep(0.05)
+
+
+def test_async_client_is_unavailable_while_stopped_then_succeeds_after_restart(
+    world: World, daemon: Daemon, as_tenant: TenantFactory
+) -> None:
+    first, second = world.workdir(TENANT_A), world.workdir(TENANT_A)
+    a = as_tenant(TENANT_A)
+    a.apply(tenant.keep_async_client, (str(world.socket),))
+    assert a.apply(tenant.aclient_call, ("remove", str(first))).entries == 9
+    daemon.stop()
+    for _ in range(2):
+        with pytest.raises(vmrm.Unavailable) as e:
+            a.apply(tenant.aclient_call, ("remove", str(second)))
+        assert str(world.socket) in str(e.value)
+    assert second.exists()
+    daemon.start()
+    assert a.apply(tenant.aclient_call, ("remove", str(second))).entries == 9
+    assert "vmrmd" in a.apply(tenant.aclient_call, ("ping",))
+    with pytest.raises(vmrm.NotFound):
+        a.apply(tenant.aclient_call, ("remove", str(second)))
