@@ -20,6 +20,20 @@ pub struct NativeWorkDir {
     inner: Arc<Mutex<vmrm::WorkDir>>,
     path: PathBuf,
     socket: PathBuf,
+    /// The process that created it: a forked child that inherited the
+    /// object must never remove its parent's live directory on exit.
+    creator: u32,
+}
+
+impl Drop for NativeWorkDir {
+    fn drop(&mut self) {
+        if std::process::id() != self.creator {
+            // A forked child's copy: leak one reference so the Rust
+            // WorkDir's drop (which cleans up) never runs here. The child's
+            // fds close when it exits.
+            std::mem::forget(Arc::clone(&self.inner));
+        }
+    }
 }
 
 #[pymethods]
@@ -49,6 +63,7 @@ impl NativeWorkDir {
         Ok(NativeWorkDir {
             path: wd.path().to_owned(),
             socket,
+            creator: std::process::id(),
             inner: Arc::new(Mutex::new(wd)),
         })
     }

@@ -116,3 +116,19 @@ def test_async_cleanup_and_async_context_manager(
     a.apply(tenant.workdir_acleanup)
     p, existed_after = a.apply(tenant.async_with_workdir, (str(world.sticky), str(world.socket)))
     assert not existed_after and not Path(p).exists()
+
+
+def test_a_forked_child_exiting_leaves_its_parents_workdir(world: World) -> None:
+    wd = vmrm.WorkDir.create(prefix=world.sticky)
+    pid = os.fork()
+    if pid == 0:
+        # The child drops its copy as a normal exit would.
+        del wd
+        import gc
+
+        gc.collect()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert wd.path.exists()
+    wd.cleanup()
+    assert not wd.path.exists()
