@@ -2,12 +2,16 @@
 
 A removal is sent from the event loop's own thread, the loop waits for the
 socket to become readable (``add_reader``), and the answer is read and
-finished there: the Rust client does the protocol (``Client.send_remove`` /
-``finish_remove``), asyncio does the waiting, and no thread hop is paid per
-call. Two alternatives were measured and were slower by one or two thread
-wake-ups per call: the Rust tokio client behind pyo3-async-runtimes
-(``vmrm._native.AsyncClient``, kept for the benchmark) and the blocking
-client on a worker thread (BENCHMARKS.md, section 5).
+finished there:
+the Rust client does the protocol (``Client.send_remove`` /
+``finish_remove``), asyncio does the waiting, and no thread or second
+runtime is involved. Two alternatives were measured in the same runs
+(BENCHMARKS.md, section 5): the Rust tokio client behind pyo3-async-runtimes
+(``vmrm._native.AsyncClient``, kept for the benchmark) was 1.07-1.30x
+slower; the blocking client on a worker thread (``asyncio.to_thread``)
+0.93-1.14x, within the noise of a loaded 2-core VM. This design was kept:
+no thread per client, and a cancelled await drops the connection rather
+than leave a thread to finish it.
 """
 
 from __future__ import annotations
