@@ -236,41 +236,33 @@ fn from_client_in(py: Python<'_>, socket: &Path, path: Option<&Path>, e: ClientE
                 p,
             ),
         ),
-        // A variant this crate does not know yet (the client grows them,
-        // e.g. a dedicated `Busy`): still the helper was not usable, so it
-        // is transient. The variant's name picks the reason.
-        #[allow(unreachable_patterns)]
-        other => {
-            let (reason, hint) = if variant_name(&other) == "Busy" {
-                (
-                    BUSY,
-                    " (its connection cap, or the per-uid connection cap for this uid, is \
-                     full: close idle clients of this uid or retry with backoff)",
-                )
-            } else {
-                (CONNECT, "")
-            };
-            raise(
-                py,
-                "Unavailable",
-                (
-                    format!("{other}{hint}"),
-                    p.clone(),
-                    socket.display().to_string(),
-                    reason.to_owned(),
+        ClientError::Busy { .. } => raise(
+            py,
+            "Unavailable",
+            (
+                format!(
+                    "{e} (its connection cap, or the per-uid connection cap for this uid, is \
+                     full: close idle clients of this uid or retry with backoff)"
                 ),
-            )
-        }
+                p.clone(),
+                socket.display().to_string(),
+                BUSY.to_owned(),
+            ),
+        ),
+        // A variant this crate does not know yet: the helper was not
+        // usable, so it is transient.
+        #[allow(unreachable_patterns)]
+        other => raise(
+            py,
+            "Unavailable",
+            (
+                other.to_string(),
+                p.clone(),
+                socket.display().to_string(),
+                CONNECT.to_owned(),
+            ),
+        ),
     }
-}
-
-/// The name of an enum variant, from its derived Debug form (`Name {` or
-/// `Name(`): the variant, not the message.
-fn variant_name(e: &ClientError) -> String {
-    format!("{e:?}")
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect()
 }
 
 /// Why a working directory could not be created.
