@@ -25,7 +25,17 @@ def test_removes_own_workdir_with_qemu_files_and_a_private_qemu_subdirectory(
     assert not wd.exists()
     # overlay, log, 4 sockets, subdir + its file, and the top itself
     assert stats.entries == 9, stats
-    assert stats.bytes > 0 and stats.duration > 0
+    # Bytes are counted only with --count-bytes true (off by default).
+    assert stats.bytes == 0 and stats.duration > 0
+
+
+def test_bytes_are_counted_when_the_helper_is_asked_to(
+    world: World, start_daemon: DaemonFactory, as_tenant: TenantFactory
+) -> None:
+    start_daemon("--count-bytes", "true")
+    wd = world.workdir(TENANT_A)
+    stats = as_tenant(TENANT_A).apply(tenant.remove, (str(world.socket), str(wd)))
+    assert stats.entries == 9 and stats.bytes > 0, stats
 
 
 def test_relative_path_is_taken_from_the_cwd(
