@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::{
-    AnySecs, Count, FilePath, Group, Groups, Mode, NamePrefix, Plain, Prefixes, Resolving,
-    Runners, Secs, SecsOrOff, SocketPath, User, Users, Words,
+    AnySecs, Count, FilePath, Group, Groups, Mode, NamePrefix, Plain, Prefixes, Resolving, Runners,
+    Secs, SecsOrOff, SocketPath, User, Users, Words,
 };
 use crate::{Gid, Prefix, PrefixError, Uid};
 
@@ -349,8 +349,8 @@ impl Config {
     /// The configuration in force, as the TOML file that would give it
     /// (ids as numbers, every default spelled out), for `check-config`.
     pub fn to_toml(&self) -> String {
-        let text = toml::to_string(&self.to_file())
-            .unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        let text =
+            toml::to_string(&self.to_file()).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
         // Modes read best in octal, as the operator wrote them.
         text.lines()
             .map(|line| match line.strip_prefix("socket_mode = ") {
@@ -380,11 +380,7 @@ fn redact(message: &str) -> String {
         match after.find(quote) {
             Some(close) => {
                 let word = &after[..close];
-                out.push_str(if known.contains(&word) {
-                    word
-                } else {
-                    "…"
-                });
+                out.push_str(if known.contains(&word) { word } else { "…" });
                 out.push(quote);
                 rest = &after[close + 1..];
             }
@@ -611,5 +607,292 @@ pub(crate) mod tests {
         let merged = file.overlay(flags);
         assert_eq!(merged.prefixes, Some(vec![PathBuf::from("/b")]));
         assert_eq!(merged.name_prefix.as_deref(), Some("x-"));
+    }
+
+    /// Every key of the file, exactly as before settings were declared once.
+    #[test]
+    fn the_file_keys_are_unchanged() {
+        let mut words = Vec::new();
+        ConfigFile::known_words(&mut words);
+        let expected = [
+            "socket",
+            "socket_mode",
+            "socket_group",
+            "prefixes",
+            "name_prefix",
+            "allow_uids",
+            "allow_groups",
+            "user",
+            "runner_users",
+            "sandbox",
+            "best-effort",
+            "required",
+            "off",
+            "subuid_file",
+            "limits",
+            "max_connections",
+            "max_connections_per_uid",
+            "max_concurrent_removals",
+            "max_removals_per_uid",
+            "idle_timeout_secs",
+            "frame_timeout_secs",
+            "max_rounds",
+            "max_depth",
+            "count_bytes",
+            "removal_deadline_secs",
+            "no_progress_secs",
+            "sweep",
+            "interval_secs",
+            "grace_secs",
+            "max_candidates",
+        ];
+        assert_eq!(words, expected);
+    }
+
+    #[test]
+    fn defaults_are_unchanged() {
+        let c = Config::resolve(ConfigFile::default(), &Table).unwrap();
+        assert_eq!(c.socket_mode(), 0o666);
+        assert_eq!(c.socket_group(), None);
+        assert!(c.allow_uids().is_empty() && c.allow_groups().is_empty());
+        assert!(c.runner_users().is_empty());
+        assert_eq!(c.subuid_file(), Path::new("/etc/subuid"));
+        let l = c.limits();
+        assert_eq!(
+            (l.max_connections(), l.max_connections_per_uid()),
+            (256, 32)
+        );
+        assert_eq!(
+            (l.max_concurrent_removals(), l.max_removals_per_uid()),
+            (4, 2)
+        );
+        assert_eq!(l.idle_timeout(), Duration::from_secs(300));
+        assert_eq!(l.frame_timeout(), Duration::from_secs(5));
+        assert_eq!((l.max_rounds(), l.max_depth()), (8, 8192));
+        assert!(!l.count_bytes());
+        assert_eq!(l.removal_deadline(), Duration::from_secs(600));
+        assert_eq!(l.no_progress(), Duration::from_secs(30));
+        let s = c.sweep();
+        assert_eq!(s.interval(), None);
+        assert_eq!(s.grace(), Duration::from_secs(3600));
+        assert_eq!(s.max_candidates(), 10_000);
+    }
+
+    /// What README.md, dist/vmrmd.toml and the reload's log call start-only.
+    #[test]
+    fn start_only_settings_are_the_documented_ones() {
+        assert_eq!(
+            Config::start_only_keys(),
+            [
+                "socket",
+                "socket_mode",
+                "socket_group",
+                "user",
+                "sandbox",
+                "limits.max_connections",
+                "limits.max_connections_per_uid",
+                "limits.max_concurrent_removals",
+                "limits.max_removals_per_uid",
+                "limits.idle_timeout_secs",
+                "limits.frame_timeout_secs",
+            ]
+        );
+        let old = Config::resolve(ConfigFile::default(), &Table).unwrap();
+        let text = "socket_mode = 0o600\nname_prefix = \"x-\"\n[limits]\nidle_timeout_secs = 9\n\
+                    removal_deadline_secs = 9\n[sweep]\ninterval_secs = 9\n";
+        let new =
+            Config::resolve(ConfigFile::parse(text, Path::new("t")).unwrap(), &Table).unwrap();
+        assert_eq!(
+            old.start_only_changes(&new),
+            ["socket_mode", "limits.idle_timeout_secs"]
+        );
+        assert!(old.start_only_changes(&old).is_empty());
+    }
+
+    #[test]
+    fn zero_is_refused_for_every_count_and_timeout_but_sweep_interval_and_grace() {
+        for (section, key) in [
+            ("limits", "max_connections"),
+            ("limits", "max_connections_per_uid"),
+            ("limits", "max_concurrent_removals"),
+            ("limits", "max_removals_per_uid"),
+            ("limits", "idle_timeout_secs"),
+            ("limits", "frame_timeout_secs"),
+            ("limits", "max_rounds"),
+            ("limits", "max_depth"),
+            ("limits", "removal_deadline_secs"),
+            ("limits", "no_progress_secs"),
+            ("sweep", "max_candidates"),
+        ] {
+            let text = format!("[{section}]\n{key} = 0\n");
+            let err = Config::resolve(ConfigFile::parse(&text, Path::new("t")).unwrap(), &Table)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, format!("{section}.{key} must be at least 1"));
+        }
+        let text = "[sweep]\ninterval_secs = 0\ngrace_secs = 0\n";
+        let c = Config::resolve(ConfigFile::parse(text, Path::new("t")).unwrap(), &Table).unwrap();
+        assert_eq!(c.sweep().interval(), None);
+        assert_eq!(c.sweep().grace(), Duration::ZERO);
+    }
+
+    #[test]
+    fn every_setting_round_trips_through_to_toml() {
+        let text = r#"
+            socket = "/run/x/x.sock"
+            socket_mode = 0o640
+            socket_group = "tenants"
+            prefixes = ["/tmp", "/var/lib/vms"]
+            name_prefix = "box-"
+            allow_uids = ["alice", 1001]
+            allow_groups = ["tenants", 7]
+            user = "bob"
+            runner_users = [1005]
+            sandbox = "off"
+            subuid_file = "/etc/subuid.test"
+            [limits]
+            max_connections = 10
+            max_connections_per_uid = 3
+            max_concurrent_removals = 6
+            max_removals_per_uid = 5
+            idle_timeout_secs = 30
+            frame_timeout_secs = 2
+            max_rounds = 3
+            max_depth = 100
+            count_bytes = true
+            removal_deadline_secs = 60
+            no_progress_secs = 7
+            [sweep]
+            interval_secs = 60
+            grace_secs = 0
+            max_candidates = 5
+        "#;
+        let c = Config::resolve(ConfigFile::parse(text, Path::new("t")).unwrap(), &Table).unwrap();
+        let printed = c.to_toml();
+        let file = ConfigFile::parse(&printed, Path::new("t")).unwrap();
+        // Every key is spelled out, names as numbers.
+        assert_eq!(file.socket_group, Some(IdSpec::Id(2000)));
+        assert_eq!(file.limits.count_bytes, Some(true));
+        assert_eq!(file.sweep.grace_secs, Some(0));
+        assert_eq!(Config::resolve(file, &Table).unwrap(), c);
+    }
+
+    #[test]
+    fn overlay_reaches_into_the_sections() {
+        let file = ConfigFile::parse(
+            "[limits]\nmax_rounds = 3\nmax_depth = 9\n[sweep]\ngrace_secs = 5\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        let mut flags = ConfigFile::default();
+        flags.limits.max_depth = Some(10);
+        flags.sweep.interval_secs = Some(60);
+        let merged = file.overlay(flags);
+        assert_eq!(merged.limits.max_rounds, Some(3));
+        assert_eq!(merged.limits.max_depth, Some(10));
+        assert_eq!(merged.sweep.grace_secs, Some(5));
+        assert_eq!(merged.sweep.interval_secs, Some(60));
+    }
+
+    #[cfg(feature = "flags")]
+    mod flags {
+        use super::*;
+        use clap::{Args, FromArgMatches};
+
+        fn parse(args: &[&str]) -> Result<ConfigFile, clap::Error> {
+            let cmd = ConfigFile::augment_args(clap::Command::new("vmrmd"));
+            let matches =
+                cmd.try_get_matches_from(std::iter::once("vmrmd").chain(args.iter().copied()))?;
+            ConfigFile::from_arg_matches(&matches)
+        }
+
+        #[test]
+        fn no_flags_is_an_empty_layer() {
+            assert_eq!(parse(&[]).unwrap(), ConfigFile::default());
+        }
+
+        #[test]
+        fn every_flag_sets_its_key() {
+            let layer = parse(&[
+                "--socket",
+                "/run/a.sock",
+                "--socket-mode",
+                "0o640",
+                "--socket-group",
+                "tenants",
+                "--prefix",
+                "/a",
+                "--prefix",
+                "/b",
+                "--name-prefix",
+                "x-",
+                "--allow-uid",
+                "alice",
+                "--allow-uid",
+                "7",
+                "--allow-group",
+                "tenants",
+                "--user",
+                "bob",
+                "--runner-user",
+                "1005",
+                "--sandbox",
+                "required",
+                "--subuid-file",
+                "/etc/s",
+                "--max-connections",
+                "1",
+                "--max-connections-per-uid",
+                "2",
+                "--max-concurrent-removals",
+                "3",
+                "--max-removals-per-uid",
+                "4",
+                "--idle-timeout",
+                "5",
+                "--frame-timeout",
+                "6",
+                "--max-rounds",
+                "7",
+                "--max-depth",
+                "8",
+                "--count-bytes",
+                "true",
+                "--removal-deadline",
+                "9",
+                "--no-progress",
+                "10",
+                "--sweep-interval",
+                "11",
+                "--sweep-grace",
+                "12",
+                "--sweep-max-candidates",
+                "13",
+            ])
+            .unwrap();
+            let text =
+                "socket = \"/run/a.sock\"\nsocket_mode = 0o640\nsocket_group = \"tenants\"\n\
+                prefixes = [\"/a\", \"/b\"]\nname_prefix = \"x-\"\nallow_uids = [\"alice\", 7]\n\
+                allow_groups = [\"tenants\"]\nuser = \"bob\"\nrunner_users = [1005]\n\
+                sandbox = \"required\"\nsubuid_file = \"/etc/s\"\n[limits]\nmax_connections = 1\n\
+                max_connections_per_uid = 2\nmax_concurrent_removals = 3\n\
+                max_removals_per_uid = 4\nidle_timeout_secs = 5\nframe_timeout_secs = 6\n\
+                max_rounds = 7\nmax_depth = 8\ncount_bytes = true\nremoval_deadline_secs = 9\n\
+                no_progress_secs = 10\n[sweep]\ninterval_secs = 11\ngrace_secs = 12\n\
+                max_candidates = 13\n";
+            assert_eq!(layer, ConfigFile::parse(text, Path::new("t")).unwrap());
+        }
+
+        #[test]
+        fn bad_flag_values_are_refused_by_the_parser() {
+            for args in [
+                &["--socket-mode", "9"][..],
+                &["--max-connections", "many"],
+                &["--sandbox", "maybe"],
+                &["--count-bytes", "yes"],
+            ] {
+                assert!(parse(args).is_err(), "{args:?}");
+            }
+        }
     }
 }

@@ -34,7 +34,7 @@ impl Config {
             let Some(name) = rest.strip_prefix(b"/") else {
                 continue;
             };
-            check_name(&self.name_prefix(), name)
+            check_name(self.name_prefix(), name)
                 .map_err(|why| Denial::new(DenyReason::BadName, why))?;
             return Ok(Target { prefix_index, name });
         }

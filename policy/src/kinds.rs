@@ -50,6 +50,15 @@ pub trait Kind: 'static {
         match toml::Value::try_from(raw).ok()? {
             toml::Value::String(s) => Some(s),
             toml::Value::Array(a) if a.is_empty() => None,
+            toml::Value::Array(a) => Some(
+                a.into_iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
             other => Some(other.to_string()),
         }
     }
@@ -183,7 +192,12 @@ impl Kind for Secs {
     type Flag = u64;
     type Value = Duration;
     type Out<'a> = Duration;
-    fn resolve(key: &'static str, given: Option<u64>, default: Option<u64>, cx: &mut Resolving) -> Duration {
+    fn resolve(
+        key: &'static str,
+        given: Option<u64>,
+        default: Option<u64>,
+        cx: &mut Resolving,
+    ) -> Duration {
         Duration::from_secs(Count::<u64>::resolve(key, given, default, cx))
     }
     fn get(value: &Duration) -> Duration {
@@ -208,7 +222,12 @@ impl Kind for AnySecs {
     type Flag = u64;
     type Value = Duration;
     type Out<'a> = Duration;
-    fn resolve(_: &'static str, given: Option<u64>, default: Option<u64>, _: &mut Resolving) -> Duration {
+    fn resolve(
+        _: &'static str,
+        given: Option<u64>,
+        default: Option<u64>,
+        _: &mut Resolving,
+    ) -> Duration {
         Duration::from_secs(given.or(default).unwrap_or(0))
     }
     fn get(value: &Duration) -> Duration {
@@ -233,8 +252,16 @@ impl Kind for SecsOrOff {
     type Flag = u64;
     type Value = Option<Duration>;
     type Out<'a> = Option<Duration>;
-    fn resolve(_: &'static str, given: Option<u64>, default: Option<u64>, _: &mut Resolving) -> Option<Duration> {
-        given.or(default).filter(|&s| s > 0).map(Duration::from_secs)
+    fn resolve(
+        _: &'static str,
+        given: Option<u64>,
+        default: Option<u64>,
+        _: &mut Resolving,
+    ) -> Option<Duration> {
+        given
+            .or(default)
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs)
     }
     fn get(value: &Option<Duration>) -> Option<Duration> {
         *value
@@ -258,7 +285,12 @@ impl Kind for FilePath {
     type Flag = PathBuf;
     type Value = PathBuf;
     type Out<'a> = &'a Path;
-    fn resolve(_: &'static str, given: Option<PathBuf>, default: Option<PathBuf>, _: &mut Resolving) -> PathBuf {
+    fn resolve(
+        _: &'static str,
+        given: Option<PathBuf>,
+        default: Option<PathBuf>,
+        _: &mut Resolving,
+    ) -> PathBuf {
         given.or(default).unwrap_or_default()
     }
     fn get(value: &PathBuf) -> &Path {
@@ -283,10 +315,16 @@ impl Kind for SocketPath {
     type Flag = PathBuf;
     type Value = PathBuf;
     type Out<'a> = &'a Path;
-    fn resolve(key: &'static str, given: Option<PathBuf>, default: Option<PathBuf>, cx: &mut Resolving) -> PathBuf {
+    fn resolve(
+        key: &'static str,
+        given: Option<PathBuf>,
+        default: Option<PathBuf>,
+        cx: &mut Resolving,
+    ) -> PathBuf {
         let socket = FilePath::resolve(key, given, default, cx);
         if !socket.is_absolute() {
-            cx.errors.push(ConfigError::SocketNotAbsolute(socket.clone()));
+            cx.errors
+                .push(ConfigError::SocketNotAbsolute(socket.clone()));
         }
         // sun_path holds 108 bytes including the terminating NUL.
         if socket.as_os_str().len() > 107 {
@@ -317,7 +355,12 @@ impl Kind for Mode {
     type Flag = u32;
     type Value = u32;
     type Out<'a> = u32;
-    fn resolve(_: &'static str, given: Option<u32>, default: Option<u32>, cx: &mut Resolving) -> u32 {
+    fn resolve(
+        _: &'static str,
+        given: Option<u32>,
+        default: Option<u32>,
+        cx: &mut Resolving,
+    ) -> u32 {
         let mode = given.or(default).unwrap_or(0);
         if mode > 0o777 {
             cx.errors.push(ConfigError::SocketMode(mode));
@@ -351,7 +394,12 @@ impl Kind for NamePrefix {
     type Flag = String;
     type Value = String;
     type Out<'a> = &'a str;
-    fn resolve(_: &'static str, given: Option<String>, default: Option<String>, cx: &mut Resolving) -> String {
+    fn resolve(
+        _: &'static str,
+        given: Option<String>,
+        default: Option<String>,
+        cx: &mut Resolving,
+    ) -> String {
         let name_prefix = given.or(default).unwrap_or_default();
         let ok = (1..=64).contains(&name_prefix.len())
             && !name_prefix.starts_with('.')
@@ -386,7 +434,12 @@ impl Kind for Prefixes {
     type Value = Vec<Prefix>;
     type Out<'a> = &'a [Prefix];
     const REPEATABLE: bool = true;
-    fn resolve(_: &'static str, given: Option<Vec<PathBuf>>, default: Option<Vec<PathBuf>>, cx: &mut Resolving) -> Vec<Prefix> {
+    fn resolve(
+        _: &'static str,
+        given: Option<Vec<PathBuf>>,
+        default: Option<Vec<PathBuf>>,
+        cx: &mut Resolving,
+    ) -> Vec<Prefix> {
         let before = cx.errors.0.len();
         let mut prefixes = Vec::new();
         for path in given.or(default).unwrap_or_default() {
@@ -437,7 +490,12 @@ impl Kind for Group {
     type Flag = IdSpec;
     type Value = Option<Gid>;
     type Out<'a> = Option<Gid>;
-    fn resolve(_: &'static str, given: Option<IdSpec>, default: Option<IdSpec>, cx: &mut Resolving) -> Option<Gid> {
+    fn resolve(
+        _: &'static str,
+        given: Option<IdSpec>,
+        default: Option<IdSpec>,
+        cx: &mut Resolving,
+    ) -> Option<Gid> {
         let spec = given.or(default)?;
         let gid = cx.ids.group(&spec);
         if gid.is_none() {
@@ -468,7 +526,12 @@ impl Kind for Groups {
     type Value = Vec<Gid>;
     type Out<'a> = &'a [Gid];
     const REPEATABLE: bool = true;
-    fn resolve(_: &'static str, given: Option<Vec<IdSpec>>, default: Option<Vec<IdSpec>>, cx: &mut Resolving) -> Vec<Gid> {
+    fn resolve(
+        _: &'static str,
+        given: Option<Vec<IdSpec>>,
+        default: Option<Vec<IdSpec>>,
+        cx: &mut Resolving,
+    ) -> Vec<Gid> {
         let mut gids = Vec::new();
         for spec in given.or(default).unwrap_or_default() {
             match cx.ids.group(&spec) {
@@ -501,7 +564,12 @@ impl Kind for Users {
     type Value = Vec<Uid>;
     type Out<'a> = &'a [Uid];
     const REPEATABLE: bool = true;
-    fn resolve(_: &'static str, given: Option<Vec<IdSpec>>, default: Option<Vec<IdSpec>>, cx: &mut Resolving) -> Vec<Uid> {
+    fn resolve(
+        _: &'static str,
+        given: Option<Vec<IdSpec>>,
+        default: Option<Vec<IdSpec>>,
+        cx: &mut Resolving,
+    ) -> Vec<Uid> {
         let mut uids = Vec::new();
         for spec in given.or(default).unwrap_or_default() {
             match cx.ids.user(&spec) {
@@ -536,7 +604,12 @@ impl Kind for Runners {
     type Value = Vec<Uid>;
     type Out<'a> = &'a [Uid];
     const REPEATABLE: bool = true;
-    fn resolve(_: &'static str, given: Option<Vec<IdSpec>>, default: Option<Vec<IdSpec>>, cx: &mut Resolving) -> Vec<Uid> {
+    fn resolve(
+        _: &'static str,
+        given: Option<Vec<IdSpec>>,
+        default: Option<Vec<IdSpec>>,
+        cx: &mut Resolving,
+    ) -> Vec<Uid> {
         let mut uids = Vec::new();
         for spec in given.or(default).unwrap_or_default() {
             match cx.ids.user(&spec) {
@@ -594,7 +667,12 @@ impl Kind for User {
     type Flag = IdSpec;
     type Value = RunAs;
     type Out<'a> = &'a RunAs;
-    fn resolve(_: &'static str, given: Option<IdSpec>, default: Option<IdSpec>, cx: &mut Resolving) -> RunAs {
+    fn resolve(
+        _: &'static str,
+        given: Option<IdSpec>,
+        default: Option<IdSpec>,
+        cx: &mut Resolving,
+    ) -> RunAs {
         let explicit = given.is_some();
         let spec = given
             .or(default)

@@ -20,8 +20,8 @@ mod tenancy;
 
 pub use config::{
     Config, ConfigError, ConfigFile, IdResolver, IdSpec, Limits, LimitsFile, RunAs, SandboxMode,
-    SweepConfig, SweepFile, DEFAULT_SUBUID_FILE, DEFAULT_CONFIG_PATH, DEFAULT_NAME_PREFIX, DEFAULT_PREFIX,
-    DEFAULT_SOCKET, DEFAULT_SOCKET_MODE, DEFAULT_USER,
+    SweepConfig, SweepFile, DEFAULT_CONFIG_PATH, DEFAULT_NAME_PREFIX, DEFAULT_PREFIX,
+    DEFAULT_SOCKET, DEFAULT_SOCKET_MODE, DEFAULT_SUBUID_FILE, DEFAULT_USER,
 };
 pub use denial::Denial;
 pub use grammar::{check_name, Target};

@@ -53,7 +53,8 @@ pub fn check_target(config: &Config, path: &[u8]) {
     assert_eq!(rebuilt, path, "accepted path is not prefix/name");
     let name = target.name;
     assert!(
-        name.len() > config.name_prefix().len() && name.starts_with(config.name_prefix().as_bytes()),
+        name.len() > config.name_prefix().len()
+            && name.starts_with(config.name_prefix().as_bytes()),
         "accepted name without the name prefix: {}",
         name.escape_ascii()
     );
