@@ -64,9 +64,11 @@ mod tests {
     fn setting_flags_are_global_and_layer_over_the_file() {
         let cli = Cli::try_parse_from([
             "vmrmd",
+            "--socket-mode",
+            "640",
+            "check-config",
             "--prefix",
             "/a",
-            "check-config",
             "--prefix",
             "/b",
             "--max-removals-per-uid",
@@ -83,6 +85,7 @@ mod tests {
         );
         assert_eq!(layer.limits.max_removals_per_uid, Some(3));
         assert_eq!(layer.runner_users.map(|r| r.len()), Some(1));
+        assert_eq!(layer.socket_mode, Some(0o640));
         assert_eq!(layer.socket, None);
     }
 }
