@@ -39,9 +39,11 @@ pub trait Kind: 'static {
         default: Option<Self::Raw>,
         cx: &mut Resolving<'_>,
     ) -> Self::Value;
+    /// What the accessor hands out for a checked value.
     fn get(value: &Self::Value) -> Self::Out<'_>;
     /// The file's spelling of a value (`None`: the key is left out).
     fn raw(value: &Self::Value) -> Option<Self::Raw>;
+    /// One occurrence of the flag, or the reason clap reports.
     fn parse(flag: &str) -> Result<Self::Flag, String>;
     /// The flag's occurrences, as the file would say it.
     fn from_flags(values: Vec<Self::Flag>) -> Option<Self::Raw>;
@@ -67,7 +69,9 @@ pub trait Kind: 'static {
 /// Where settings are checked: the user database, and every problem found
 /// so far, so that an operator fixes them all in one go.
 pub struct Resolving<'a> {
+    /// Turns user and group names into ids.
     pub ids: &'a dyn IdResolver,
+    /// Every problem found so far.
     pub errors: Errors,
 }
 
@@ -76,10 +80,12 @@ pub struct Resolving<'a> {
 pub struct Errors(pub(crate) Vec<ConfigError>);
 
 impl Errors {
+    /// Note one more problem.
     pub fn push(&mut self, e: impl Into<ConfigError>) {
         self.0.push(e.into());
     }
 
+    /// `value` when nothing was noted, else the one problem or all of them.
     pub fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
         match self.0.len() {
             0 => Ok(value),
@@ -180,6 +186,7 @@ where
 
 /// The words a [`Plain`] value is spelled with in the file.
 pub trait Words {
+    /// The words, as the file writes them.
     const WORDS: &'static [&'static str] = &[];
 }
 impl Words for bool {}
