@@ -1,7 +1,7 @@
 //! Kinds of setting: how a value of each kind is parsed from a flag, checked
 //! (every problem noted, none fatal on its own), handed to the helper, and
 //! printed back for `check-config`. A setting's declaration in
-//! [`crate::config`] names its kind; the kind is all the code it needs.
+//! `policy/src/config.rs` names its kind; the kind is all the code it needs.
 
 use std::fmt;
 use std::marker::PhantomData;
