@@ -30,7 +30,7 @@ macro_rules! when_doc {
         "\n\nRead at start only: a reload (SIGHUP) keeps the running value and logs that a restart is needed."
     };
     (reload) => {
-        "\n\nA reload (SIGHUP) puts a new value in force for the requests that follow."
+        "\n\nA reload (SIGHUP) puts a new value in force for what follows: new requests, the next sweep."
     };
 }
 
