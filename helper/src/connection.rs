@@ -209,8 +209,8 @@ impl Conn {
     /// start, then up to the frame timeout for all of it, so a client that
     /// trickles one byte a second cannot hold a slot for long.
     async fn next_message(&mut self) -> Result<ClientMessage, ReadEnd> {
-        let idle = self.service.limits.idle_timeout;
-        let frame = self.service.limits.frame_timeout;
+        let idle = self.service.limits.idle_timeout();
+        let frame = self.service.limits.frame_timeout();
         if self.reader.read_buffer().is_empty()
             && timeout(idle, self.reader.get_ref().readable())
                 .await
@@ -254,7 +254,7 @@ impl Conn {
     async fn send(&mut self, msg: &ServerMessage) -> Result<(), ()> {
         let payload = encode_payload(msg)
             .map_err(|e| tracing::error!(error = %e, "cannot encode response"))?;
-        let limit: Duration = self.service.limits.frame_timeout;
+        let limit: Duration = self.service.limits.frame_timeout();
         match timeout(limit, self.writer.send(bytes::Bytes::from(payload))).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),

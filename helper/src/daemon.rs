@@ -95,7 +95,7 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
 
     let listener = Listener::open(&config)?;
     let prefixes = PrefixDirs::open(&config)?;
-    let held = privileges::drop_privileges(config.user, &config.user_spec.to_string())?;
+    let held = privileges::drop_privileges(config.user().ids(), &config.user().spec().to_string())?;
     if held.uid == vmrm_policy::OVERFLOW_UID {
         tracing::warn!(
             uid = held.uid.0,
@@ -107,9 +107,9 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         held = %held,
-        socket = %config.socket.display(),
+        socket = %config.socket().display(),
         activated = listener.activated,
-        prefixes = %config.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+        prefixes = %config.prefixes().iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
         "vmrmd starting"
     );
     if !held.can_override_dac() {
@@ -131,19 +131,21 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
         None => (None, None),
     };
     let reach = sandbox::Reach::new(&config, socket_dir, socket_dir_parent, source.file());
-    let enforced = sandbox::apply(config.sandbox, &reach)?;
+    let enforced = sandbox::apply(config.sandbox(), &reach)?;
     tracing::info!(sandbox = %enforced, "self-sandbox");
 
+    // What a reload compares with: start-only settings stay as they were here.
+    let started = config.clone();
     let service = Arc::new(Service::new(Policy { config, prefixes }));
     // Two workers: removals run in place on a worker (block_in_place), and
     // the runtime keeps serving other connections on the other.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .max_blocking_threads(service.limits.max_concurrent_removals + 2)
+        .max_blocking_threads(service.limits.max_concurrent_removals() + 2)
         .build()
         .map_err(StartError::Runtime)?;
-    let result = runtime.block_on(serve(Arc::clone(&service), &listener, source));
+    let result = runtime.block_on(serve(Arc::clone(&service), &listener, source, started));
     listener.cleanup();
     tracing::info!("vmrmd stopped");
     result
@@ -153,6 +155,7 @@ async fn serve(
     service: Arc<Service>,
     listener: &Listener,
     source: ConfigSource,
+    started: Config,
 ) -> Result<(), StartError> {
     let std_listener = listener.socket.try_clone().map_err(StartError::Runtime)?;
     std_listener
@@ -167,7 +170,7 @@ async fn serve(
         let service = Arc::clone(&service);
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                reload(&service, &source);
+                reload(&service, &source, &started);
             }
         })
     };
@@ -191,8 +194,11 @@ async fn serve(
 }
 
 /// SIGHUP: load and validate the config again; put it in force only if it
-/// is valid, and say loudly when the old one stays.
-fn reload(service: &Service, source: &ConfigSource) {
+/// is valid, and say loudly when the old one stays. Start-only settings
+/// (socket, user, sandbox, connection and removal caps, connection
+/// timeouts) keep the values vmrmd `started` with; the log names each one
+/// that now differs.
+fn reload(service: &Service, source: &ConfigSource, started: &Config) {
     crate::notify::reloading();
     let result = source
         .load()
@@ -203,30 +209,23 @@ fn reload(service: &Service, source: &ConfigSource) {
         });
     match result {
         Ok(policy) => {
-            let (old, new) = (&service.limits, &policy.config.limits);
-            if (
-                old.max_connections,
-                old.max_connections_per_uid,
-                old.max_concurrent_removals,
-            ) != (
-                new.max_connections,
-                new.max_connections_per_uid,
-                new.max_concurrent_removals,
-            ) || (old.idle_timeout, old.frame_timeout) != (new.idle_timeout, new.frame_timeout)
-            {
+            let pending = started.start_only_changes(&policy.config);
+            if !pending.is_empty() {
                 tracing::warn!(
-                    "changed connection caps, concurrency and timeouts take effect only at restart"
+                    settings = %pending.join(","),
+                    "these settings are read at start only: the running values stay until \
+                     vmrmd is restarted (systemctl restart vmrmd)"
                 );
             }
             let current = service.policy();
             let added: Vec<String> = policy
                 .config
-                .prefixes
+                .prefixes()
                 .iter()
-                .filter(|p| !current.config.prefixes.contains(p))
+                .filter(|p| !current.config.prefixes().contains(p))
                 .map(|p| p.to_string())
                 .collect();
-            if !added.is_empty() && current.config.sandbox != vmrm_policy::SandboxMode::Off {
+            if !added.is_empty() && current.config.sandbox() != vmrm_policy::SandboxMode::Off {
                 // Landlock's rules were fixed at start: removals beneath a
                 // new prefix would fail with EACCES until a restart.
                 tracing::warn!(
@@ -236,7 +235,7 @@ fn reload(service: &Service, source: &ConfigSource) {
                 );
             }
             tracing::info!(
-                prefixes = %policy.config.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+                prefixes = %policy.config.prefixes().iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
                 "configuration reloaded"
             );
             service.replace_policy(policy);
@@ -280,12 +279,13 @@ fn print_config(source: &ConfigSource, c: &Config) {
         ),
         None => println!("# config file: none (built-in defaults and flags)"),
     }
-    if c.user.is_none() {
+    if c.user().ids().is_none() {
         println!(
             "# user {} does not exist: create it \
              (useradd --system --no-create-home --shell /usr/sbin/nologin {}), \
              or set user; starting as root is refused until then",
-            c.user_spec, c.user_spec
+            c.user().spec(),
+            c.user().spec()
         );
     }
     print!("{}", c.to_toml());

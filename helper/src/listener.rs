@@ -91,17 +91,17 @@ impl Listener {
     /// bind itself goes through the directory fd. Nothing is chmod-ed or
     /// chown-ed afterwards, so a swapped-in symlink has nothing to catch.
     fn bind(config: &Config) -> Result<Listener, ListenError> {
-        let path = &config.socket;
+        let path = config.socket();
         let (Some(dir_path), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(ListenError::NoName(path.clone()));
+            return Err(ListenError::NoName(path.to_owned()));
         };
-        let owners = Owners::root_and_self(config.user.map(|(u, _)| u.0));
+        let owners = Owners::root_and_self(config.user().ids().map(|(u, _)| u.0));
         let dir = trusted::open_dir(dir_path, &owners, true).map_err(ListenError::Dir)?;
         remove_stale(&dir.fd, name, path)?;
         let err = |step| {
             move |source: rustix::io::Errno| ListenError::Socket {
                 step,
-                path: path.clone(),
+                path: path.to_owned(),
                 source: source.into(),
             }
         };
@@ -120,7 +120,7 @@ impl Listener {
         rustix::net::listen(&fd, -1).map_err(err("listen on"))?;
         Ok(Listener {
             socket: UnixListener::from(fd),
-            bound_path: Some(path.clone()),
+            bound_path: Some(path.to_owned()),
             dir: Some(dir),
             activated: false,
         })
@@ -157,10 +157,10 @@ fn bind_with_attributes(
     addr: &SocketAddrUnix,
     config: &Config,
 ) -> Result<(), rustix::io::Errno> {
-    let mask = nix::sys::stat::Mode::from_bits_truncate(!config.socket_mode & 0o777);
+    let mask = nix::sys::stat::Mode::from_bits_truncate(!config.socket_mode() & 0o777);
     let old_mask = nix::sys::stat::umask(mask);
     let old_fsgid = config
-        .socket_group
+        .socket_group()
         .map(|g| nix::unistd::setfsgid(nix::unistd::Gid::from_raw(g.0)));
     let result = rustix::net::bind(fd, addr);
     if let Some(old) = old_fsgid {
@@ -184,8 +184,8 @@ fn verify_attributes(
         source: e.into(),
     })?;
     let mode = stat.st_mode & 0o7777;
-    let group_ok = config.socket_group.is_none_or(|g| g.0 == stat.st_gid);
-    if mode != config.socket_mode
+    let group_ok = config.socket_group().is_none_or(|g| g.0 == stat.st_gid);
+    if mode != config.socket_mode()
         || !group_ok
         || FileType::from_raw_mode(stat.st_mode) != FileType::Socket
     {
@@ -193,10 +193,10 @@ fn verify_attributes(
         return Err(ListenError::Attributes {
             path: path.to_owned(),
             got: mode,
-            want: config.socket_mode,
+            want: config.socket_mode(),
             gid: stat.st_gid,
             group: config
-                .socket_group
+                .socket_group()
                 .map(|g| format!(" and group {g} (is vmrmd a member?)"))
                 .unwrap_or_default(),
         });

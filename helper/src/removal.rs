@@ -29,7 +29,7 @@ impl PrefixDirs {
     /// could be re-pointed after validation).
     pub fn open(config: &Config) -> Result<PrefixDirs, PrefixOpenError> {
         config
-            .prefixes
+            .prefixes()
             .iter()
             .map(|p| {
                 openat2(
@@ -60,7 +60,7 @@ impl PrefixDirs {
     pub fn mount_warnings(&self, config: &Config) -> Vec<String> {
         self.0
             .iter()
-            .zip(&config.prefixes)
+            .zip(config.prefixes())
             .filter_map(|(fd, prefix)| {
                 let st = statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::empty()).ok()?;
                 let known = st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT);
@@ -88,7 +88,7 @@ pub struct PrefixOpenError {
     pub source: std::io::Error,
 }
 
-/// Handle one remove request for `peer`, within `config.limits`. Every
+/// Handle one remove request for `peer`, within `config.limits()`. Every
 /// refusal happens before the first byte is removed.
 pub fn remove(
     config: &Config,
@@ -136,8 +136,8 @@ pub fn remove(
 
     // Invariant 8: below the top, only the peer's and the runners' own
     // directories are entered.
-    let owners = Owners::new(peer.uid, &config.runner_users);
-    remove_opened(&config.limits, &owners, prefix, &name, &top)
+    let owners = Owners::new(peer.uid, config.runner_users());
+    remove_opened(config.limits(), &owners, prefix, &name, &top)
 }
 
 /// Empty and remove a top directory already opened (and authorized) as
@@ -153,16 +153,16 @@ pub fn remove_opened(
 ) -> Outcome {
     // The deadline runs from when the removal starts, not from the request.
     let options = WalkOptions {
-        max_rounds: limits.max_rounds,
-        deadline: Instant::now() + limits.removal_deadline,
+        max_rounds: limits.max_rounds(),
+        deadline: Instant::now() + limits.removal_deadline(),
         fd_ring: FD_RING,
-        max_depth: limits.max_depth,
-        count_bytes: limits.count_bytes,
+        max_depth: limits.max_depth(),
+        count_bytes: limits.count_bytes(),
         owners: owners.clone(),
-        no_progress: limits.no_progress,
+        no_progress: limits.no_progress(),
     };
     let mut report = Report::default();
-    for round in 1..=limits.max_rounds {
+    for round in 1..=limits.max_rounds() {
         if !engine::empty_tree_parallel(top.fd.as_fd(), &options, &mut report) {
             return failed(report);
         }
@@ -176,7 +176,7 @@ pub fn remove_opened(
             TopRemoval::AlreadyGone => return Outcome::Removed(report.stats),
             TopRemoval::LeftForOwner => return Outcome::Emptied(report.stats),
             // Refilled after we emptied it: go again, a bounded number of times.
-            TopRemoval::Failed(Errno::NOTEMPTY) if round < limits.max_rounds => continue,
+            TopRemoval::Failed(Errno::NOTEMPTY) if round < limits.max_rounds() => continue,
             TopRemoval::Failed(Errno::NOTEMPTY) => {
                 report.fail(
                     FailedOp::KeptGrowing,

@@ -34,11 +34,14 @@ pub struct Service {
 
 impl Service {
     pub fn new(policy: Policy) -> Service {
-        let limits = policy.config.limits.clone();
+        let limits = policy.config.limits().clone();
         let subordinate = read_subordinate(&policy.config).unwrap_or_default();
         Service {
-            removals: FairQueue::new(limits.max_concurrent_removals, limits.max_removals_per_uid),
-            admission: Admission::new(limits.max_connections, limits.max_connections_per_uid),
+            removals: FairQueue::new(
+                limits.max_concurrent_removals(),
+                limits.max_removals_per_uid(),
+            ),
+            admission: Admission::new(limits.max_connections(), limits.max_connections_per_uid()),
             limits,
             policy: RwLock::new(Arc::new(policy)),
             subordinate: RwLock::new(Arc::new(subordinate)),
@@ -83,10 +86,10 @@ impl Service {
 }
 
 fn read_subordinate(config: &Config) -> Option<SubordinateIds> {
-    match SubordinateIds::read(&config.subuid_file, &SystemIds) {
+    match SubordinateIds::read(config.subuid_file(), &SystemIds) {
         Ok(map) => {
             tracing::info!(
-                file = %config.subuid_file.display(),
+                file = %config.subuid_file().display(),
                 ranges = map.len(),
                 "subordinate uids are charged to their range's owner"
             );

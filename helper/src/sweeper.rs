@@ -62,7 +62,7 @@ pub struct SweepState {
 pub async fn run(service: Arc<Service>) {
     let mut state = SweepState::default();
     loop {
-        let Some(interval) = service.policy().config.sweep.interval else {
+        let Some(interval) = service.policy().config.sweep().interval() else {
             tokio::time::sleep(IDLE_CHECK).await;
             continue;
         };
@@ -101,22 +101,22 @@ impl SweepState {
     /// One pass over every prefix.
     pub fn pass(&mut self, policy: &Policy, now: SystemTime) -> Vec<Swept> {
         let config = &policy.config;
-        self.cursors.resize(config.prefixes.len(), 0);
+        self.cursors.resize(config.prefixes().len(), 0);
         if self.emptied.len() > MAX_REMEMBERED {
             self.emptied.clear();
         }
         let mut swept = Vec::new();
         // One user-database lookup per owner per pass, not per directory.
         let mut owners: HashMap<Uid, bool> = HashMap::new();
-        for (index, prefix) in config.prefixes.iter().enumerate() {
+        for (index, prefix) in config.prefixes().iter().enumerate() {
             let Some(prefix_fd) = policy.prefixes.get(index) else {
                 continue;
             };
             let (names, next) = candidates(
                 prefix_fd,
-                &config.name_prefix,
+                config.name_prefix(),
                 self.cursors[index],
-                config.sweep.max_candidates,
+                config.sweep().max_candidates(),
             );
             self.cursors[index] = next;
             for name in names {
@@ -155,7 +155,7 @@ impl SweepState {
             return None;
         }
         let age = now.duration_since(top.changed).unwrap_or_default();
-        if age < policy.config.sweep.grace {
+        if age < policy.config.sweep().grace() {
             return None;
         }
         let before = stamp(top.fd.as_fd());
@@ -170,8 +170,8 @@ impl SweepState {
         let started = Instant::now();
         // The same rule as a request by the owner: enter only the owner's
         // and the runners' directories (invariant 8).
-        let owners = Owners::new(Uid(top.owner), &policy.config.runner_users);
-        let outcome = remove_opened(&policy.config.limits, &owners, prefix, name, &top);
+        let owners = Owners::new(Uid(top.owner), policy.config.runner_users());
+        let outcome = remove_opened(policy.config.limits(), &owners, prefix, name, &top);
         let took = started.elapsed();
         audit::removal(actor, Some(removal), &path, &outcome, took);
         if matches!(outcome, Outcome::Emptied(_)) {
@@ -191,7 +191,7 @@ impl SweepState {
 /// Would a request from `owner` be served? Its groups come from the user
 /// database (readable under the sandbox), as SO_PEERGROUPS would give them.
 fn owner_allowed(config: &Config, owner: Uid) -> bool {
-    let groups = if config.allow_groups.is_empty() {
+    let groups = if config.allow_groups().is_empty() {
         Vec::new()
     } else {
         groups_of(owner)

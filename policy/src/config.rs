@@ -1,13 +1,36 @@
 //! vmrmd's configuration: the TOML file, command-line overrides, built-in
 //! defaults, and the validated [`Config`] the helper runs on.
 
+//!
+//! **Adding a setting** is one line in a `settings!` block below, plus its
+//! doc comment: the key (the field's name), its kind (how it is checked,
+//! from [`crate::kinds`]), its default, its flag and value name, and
+//! whether it is read at `start` only or changes on `reload`. For example,
+//! a cap on the entries one removal may delete:
+//!
+//! ```text
+//!         /// Entries one removal deletes, at most.
+//!         max_entries: Count<u64> = 10_000_000, flag "max-entries" "N", reload;
+//! ```
+//!
+//! That line gives the `[limits] max_entries` key, the `--max-entries N`
+//! flag (with the doc as its help and man page text), the layering of the
+//! flag over the file, the check (at least 1, every problem reported), the
+//! accessor `config.limits().max_entries()`, its line in `check-config`'s
+//! output, and its place in the reload's "needs a restart" report when
+//! marked `start`. Then document it in README.md and dist/vmrmd.toml.
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::grammar::is_name_byte;
+use crate::kinds::{
+    AnySecs, Count, FilePath, Group, Groups, Mode, NamePrefix, Plain, Prefixes, Resolving, Runners,
+    Secs, SecsOrOff, SocketPath, User, Users, Words,
+};
 use crate::{Gid, Prefix, PrefixError, Uid};
+
+pub use crate::kinds::RunAs;
 
 /// Read when `--config` is not given; its absence means built-in defaults.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/vmrm/vmrmd.toml";
@@ -23,41 +46,6 @@ pub const DEFAULT_NAME_PREFIX: &str = "vm-";
 /// account, so that no other process shares its uid (a process of the same
 /// uid could signal it, `prlimit` it, or stop it).
 pub const DEFAULT_USER: &str = "vmrmd";
-
-/// The config file's keys, the only quoted words a parse error may repeat
-/// (anything else quoted came from the file and is redacted).
-const KNOWN_KEYS: &[&str] = &[
-    "socket",
-    "socket_mode",
-    "socket_group",
-    "prefixes",
-    "name_prefix",
-    "allow_uids",
-    "allow_groups",
-    "user",
-    "runner_users",
-    "sandbox",
-    "subuid_file",
-    "limits",
-    "sweep",
-    "max_connections",
-    "max_connections_per_uid",
-    "max_concurrent_removals",
-    "max_removals_per_uid",
-    "idle_timeout_secs",
-    "frame_timeout_secs",
-    "max_rounds",
-    "max_depth",
-    "count_bytes",
-    "removal_deadline_secs",
-    "no_progress_secs",
-    "interval_secs",
-    "grace_secs",
-    "max_candidates",
-    "best-effort",
-    "required",
-    "off",
-];
 
 /// Where `newuidmap` reads the subordinate uid ranges.
 pub const DEFAULT_SUBUID_FILE: &str = "/etc/subuid";
@@ -124,161 +112,116 @@ impl std::str::FromStr for SandboxMode {
     }
 }
 
-/// The file format. Every field is optional; missing ones take the
-/// command line's value, else the built-in default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    pub socket: Option<PathBuf>,
-    pub socket_mode: Option<u32>,
-    pub socket_group: Option<IdSpec>,
-    pub prefixes: Option<Vec<PathBuf>>,
-    pub name_prefix: Option<String>,
-    pub allow_uids: Option<Vec<IdSpec>>,
-    pub allow_groups: Option<Vec<IdSpec>>,
-    pub user: Option<IdSpec>,
-    pub runner_users: Option<Vec<IdSpec>>,
-    pub sandbox: Option<SandboxMode>,
-    pub subuid_file: Option<PathBuf>,
-    #[serde(default)]
-    pub limits: LimitsFile,
-    #[serde(default)]
-    pub sweep: SweepFile,
+impl Words for SandboxMode {
+    const WORDS: &'static [&'static str] = &["best-effort", "required", "off"];
 }
 
-/// `[limits]` in the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsFile {
-    pub max_connections: Option<usize>,
-    pub max_connections_per_uid: Option<usize>,
-    pub max_concurrent_removals: Option<usize>,
-    pub max_removals_per_uid: Option<usize>,
-    pub idle_timeout_secs: Option<u64>,
-    pub frame_timeout_secs: Option<u64>,
-    pub max_rounds: Option<u32>,
-    pub max_depth: Option<usize>,
-    pub count_bytes: Option<bool>,
-    pub removal_deadline_secs: Option<u64>,
-    pub no_progress_secs: Option<u64>,
+settings! {
+    /// vmrmd's settings: the config file's top level (and, parsed from
+    /// the command line, the layer of flags over it).
+    file ConfigFile;
+    /// A configuration that passed validation.
+    checked Config, keys "";
+    {
+        /// Listening socket path (when not socket-activated).
+        socket: SocketPath = PathBuf::from(DEFAULT_SOCKET), flag "socket" "PATH", start;
+        /// Socket file mode, in octal.
+        socket_mode: Mode = DEFAULT_SOCKET_MODE, flag "socket-mode" "OCTAL", start;
+        /// Group to give the socket file.
+        socket_group: Group, flag "socket-group" "GROUP", start;
+        /// Allowed prefix directory; repeat for several. Under the
+        /// self-sandbox, one added by a reload is removable only after a restart.
+        prefixes: Prefixes = vec![PathBuf::from(DEFAULT_PREFIX)], flag "prefix" "DIR", reload;
+        /// Names under a prefix must start with this.
+        name_prefix: NamePrefix = DEFAULT_NAME_PREFIX.to_owned(), flag "name-prefix" "STR", reload;
+        /// Only these uids (and allowed groups' members) may connect;
+        /// repeatable. Empty: no uid restriction.
+        allow_uids: Users = Vec::new(), flag "allow-uid" "USER", reload;
+        /// Only members of these groups (and allowed uids) may connect;
+        /// repeatable. Empty: no group restriction.
+        allow_groups: Groups = Vec::new(), flag "allow-group" "GROUP", reload;
+        /// User to become when started as root: a dedicated system account
+        /// (a shared one such as nobody is allowed, with a warning).
+        user: User = IdSpec::Name(DEFAULT_USER.to_owned()), flag "user" "USER", start;
+        /// User that runs tenants' VMs (e.g. qemu-vm), whose directories a
+        /// removal may enter besides the requester's own; repeatable.
+        runner_users: Runners = Vec::new(), flag "runner-user" "USER", reload;
+        /// Self-sandbox: best-effort, required or off.
+        sandbox: Plain<SandboxMode> = SandboxMode::BestEffort, flag "sandbox" "MODE", start;
+        /// Subordinate uid ranges, as newuidmap reads them: a peer uid in a
+        /// range is charged to its owner.
+        subuid_file: FilePath = PathBuf::from(DEFAULT_SUBUID_FILE), flag "subuid-file" "PATH", reload;
+    }
+    sections { limits: LimitsFile => Limits, sweep: SweepFile => SweepConfig }
 }
 
-/// `[sweep]` in the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SweepFile {
-    pub interval_secs: Option<u64>,
-    pub grace_secs: Option<u64>,
-    pub max_candidates: Option<usize>,
-}
-
-/// Caps and timeouts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Open client connections at once; more are told "busy" and closed.
-    pub max_connections: usize,
-    /// Open connections of one peer uid at once, so that one tenant's idle
-    /// connections cannot take every slot from the others.
-    pub max_connections_per_uid: usize,
-    /// Removals running at once; more wait their turn.
-    pub max_concurrent_removals: usize,
-    /// Removals of one account (a uid, with its subordinate uids) running
-    /// at once, so that one tenant's many huge removals never hold every
-    /// slot while another tenant waits. At most `max_concurrent_removals`.
-    pub max_removals_per_uid: usize,
-    /// A connection with no request for this long is closed.
-    pub idle_timeout: Duration,
-    /// Once a frame starts, all of it must arrive (and a response must be
-    /// taken) within this long: a client sending one byte a second is cut.
-    pub frame_timeout: Duration,
-    /// How many times one directory is listed again when it keeps getting
-    /// new entries during removal, before the helper gives up on it.
-    pub max_rounds: u32,
-    /// Directory levels below the top a removal descends, at most. Landlock
-    /// checks every removal by walking up to the rule's directory, so under
-    /// the sandbox a removal at depth d costs O(d) and a chain O(d²): this
-    /// bounds that work (8192 levels: seconds).
-    pub max_depth: usize,
-    /// Report bytes freed: before unlinking each regular file, open it
-    /// `O_PATH` (never crossing a mount) and `fstat` it. Off by default: it
-    /// costs about half again the time of a flat directory of small files.
-    pub count_bytes: bool,
-    /// Wall-clock bound on one removal.
-    pub removal_deadline: Duration,
-    /// A removal that removes nothing for this long ends with a
-    /// `no_progress` failure instead of running to its deadline.
-    pub no_progress: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 256,
-            max_connections_per_uid: 32,
-            max_concurrent_removals: 4,
-            max_removals_per_uid: 2,
-            idle_timeout: Duration::from_secs(300),
-            frame_timeout: Duration::from_secs(5),
-            max_rounds: 8,
-            max_depth: 8192,
-            count_bytes: false,
-            removal_deadline: Duration::from_secs(600),
-            no_progress: Duration::from_secs(30),
-        }
+settings! {
+    /// `[limits]` in the file.
+    file LimitsFile;
+    /// Caps and timeouts.
+    checked Limits, keys "limits.", after Limits::share_removal_slots;
+    {
+        /// Connections served at once; more are told "busy" and closed.
+        max_connections: Count<usize> = 256, flag "max-connections" "N", start;
+        /// Connections one peer uid may hold at once, so that one tenant's
+        /// idle connections cannot take every slot from the others.
+        max_connections_per_uid: Count<usize> = 32, flag "max-connections-per-uid" "N", start;
+        /// Removals run at once; more wait their turn.
+        max_concurrent_removals: Count<usize> = 4, flag "max-concurrent-removals" "N", start;
+        /// Removals one uid (with its subordinate uids) runs at once, so
+        /// that one tenant's many huge removals never hold every slot
+        /// (default: half of max_concurrent_removals; never more than it).
+        max_removals_per_uid: Count<usize>, flag "max-removals-per-uid" "N", start;
+        /// Close a connection idle this long.
+        idle_timeout_secs as idle_timeout: Secs = 300, flag "idle-timeout" "SECS", start;
+        /// Once a frame starts, all of it must arrive (and a response be
+        /// read) within this: a client sending one byte a second is cut.
+        frame_timeout_secs as frame_timeout: Secs = 5, flag "frame-timeout" "SECS", start;
+        /// Listings of a directory that keeps refilling during removal
+        /// before giving up on it.
+        max_rounds: Count<u32> = 8, flag "max-rounds" "N", reload;
+        /// Directory levels below the top a removal descends, at most
+        /// (under Landlock a removal at depth d costs O(d): this bounds it).
+        max_depth: Count<usize> = 8192, flag "max-depth" "N", reload;
+        /// Report bytes freed: fstat each regular file (opened O_PATH, never
+        /// crossing a mount) before unlinking it, at about half again the
+        /// time on directories of small files (true or false).
+        count_bytes: Plain<bool> = false, flag "count-bytes" "BOOL", reload;
+        /// Give up on a removal after this long.
+        removal_deadline_secs as removal_deadline: Secs = 600, flag "removal-deadline" "SECS", reload;
+        /// End a removal that removes nothing for this long (a
+        /// no_progress failure) instead of running to its deadline.
+        no_progress_secs as no_progress: Secs = 30, flag "no-progress" "SECS", reload;
     }
 }
 
-/// The orphan sweeper's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SweepConfig {
-    /// How often to sweep; `None` turns the sweeper off.
-    pub interval: Option<Duration>,
-    /// A directory younger than this is never swept.
-    pub grace: Duration,
-    /// Directories examined per prefix per pass, at most; each pass goes on
-    /// from where the last one stopped, so planted entries cannot hide an
-    /// orphan behind them.
-    pub max_candidates: usize,
-}
-
-impl Default for SweepConfig {
-    fn default() -> Self {
-        SweepConfig {
-            interval: None,
-            grace: Duration::from_secs(3600),
-            max_candidates: 10_000,
-        }
+settings! {
+    /// `[sweep]` in the file.
+    file SweepFile;
+    /// The orphan sweeper's settings.
+    checked SweepConfig, keys "sweep.";
+    {
+        /// Sweep orphaned workdirs this often (0: never).
+        interval_secs as interval: SecsOrOff = 0, flag "sweep-interval" "SECS", reload;
+        /// Never sweep a workdir younger than this.
+        grace_secs as grace: AnySecs = 3600, flag "sweep-grace" "SECS", reload;
+        /// Workdirs examined per prefix per sweep, at most; each pass goes
+        /// on from where the last one stopped, so planted entries cannot
+        /// hide an orphan behind them.
+        max_candidates: Count<usize> = 10_000, flag "sweep-max-candidates" "N", reload;
     }
 }
 
-/// A configuration that passed validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub socket: PathBuf,
-    pub socket_mode: u32,
-    pub socket_group: Option<Gid>,
-    pub prefixes: Vec<Prefix>,
-    pub name_prefix: String,
-    /// Empty means no uid restriction (see [`crate::authorize_peer`]).
-    pub allow_uids: Vec<Uid>,
-    /// Empty means no group restriction.
-    pub allow_groups: Vec<Gid>,
-    /// Who to become when started as root. `None` when the user was not
-    /// given and the default account ([`DEFAULT_USER`]) does not exist:
-    /// fine for an unprivileged start, refused when started as root.
-    pub user: Option<(Uid, Gid)>,
-    /// The name or number `user` came from, for messages.
-    pub user_spec: IdSpec,
-    /// Users that run tenants' VMs (`qemu-vm`): besides the peer's own, the
-    /// only directories below the top a removal enters (invariant 8).
-    /// Empty (the default) means only the peer's own directories.
-    pub runner_users: Vec<Uid>,
-    pub sandbox: SandboxMode,
-    /// Subordinate uid ranges (`owner:start:count`, as `newuidmap` reads
-    /// them): a peer uid inside a range is charged to the range's owner.
-    pub subuid_file: PathBuf,
-    pub limits: Limits,
-    pub sweep: SweepConfig,
+impl Limits {
+    /// Removals per uid default to half the global slots, so another
+    /// account always finds one free, and never exceed the global cap.
+    fn share_removal_slots(mut self, file: &LimitsFile) -> Limits {
+        if file.max_removals_per_uid.is_none() {
+            self.max_removals_per_uid = (self.max_concurrent_removals / 2).max(1);
+        }
+        self.max_removals_per_uid = self.max_removals_per_uid.min(self.max_concurrent_removals);
+        self
+    }
 }
 
 /// Why a configuration is refused.
@@ -357,92 +300,6 @@ impl ConfigFile {
             }
         })
     }
-
-    /// Layer `over` on top of `self`: every field `over` sets wins.
-    pub fn overlay(self, over: ConfigFile) -> ConfigFile {
-        ConfigFile {
-            socket: over.socket.or(self.socket),
-            socket_mode: over.socket_mode.or(self.socket_mode),
-            socket_group: over.socket_group.or(self.socket_group),
-            prefixes: over.prefixes.or(self.prefixes),
-            name_prefix: over.name_prefix.or(self.name_prefix),
-            allow_uids: over.allow_uids.or(self.allow_uids),
-            allow_groups: over.allow_groups.or(self.allow_groups),
-            user: over.user.or(self.user),
-            runner_users: over.runner_users.or(self.runner_users),
-            sandbox: over.sandbox.or(self.sandbox),
-            subuid_file: over.subuid_file.or(self.subuid_file),
-            limits: LimitsFile {
-                max_connections: over.limits.max_connections.or(self.limits.max_connections),
-                max_connections_per_uid: over
-                    .limits
-                    .max_connections_per_uid
-                    .or(self.limits.max_connections_per_uid),
-                max_concurrent_removals: over
-                    .limits
-                    .max_concurrent_removals
-                    .or(self.limits.max_concurrent_removals),
-                max_removals_per_uid: over
-                    .limits
-                    .max_removals_per_uid
-                    .or(self.limits.max_removals_per_uid),
-                idle_timeout_secs: over
-                    .limits
-                    .idle_timeout_secs
-                    .or(self.limits.idle_timeout_secs),
-                frame_timeout_secs: over
-                    .limits
-                    .frame_timeout_secs
-                    .or(self.limits.frame_timeout_secs),
-                max_rounds: over.limits.max_rounds.or(self.limits.max_rounds),
-                max_depth: over.limits.max_depth.or(self.limits.max_depth),
-                count_bytes: over.limits.count_bytes.or(self.limits.count_bytes),
-                removal_deadline_secs: over
-                    .limits
-                    .removal_deadline_secs
-                    .or(self.limits.removal_deadline_secs),
-                no_progress_secs: over
-                    .limits
-                    .no_progress_secs
-                    .or(self.limits.no_progress_secs),
-            },
-            sweep: SweepFile {
-                interval_secs: over.sweep.interval_secs.or(self.sweep.interval_secs),
-                grace_secs: over.sweep.grace_secs.or(self.sweep.grace_secs),
-                max_candidates: over.sweep.max_candidates.or(self.sweep.max_candidates),
-            },
-        }
-    }
-}
-
-/// Collects every error of a config instead of stopping at the first, so
-/// an operator fixes them all in one go.
-#[derive(Default)]
-struct Errors(Vec<ConfigError>);
-
-impl Errors {
-    /// The value, or `fallback` after noting the error.
-    fn take<T>(&mut self, result: Result<T, impl Into<ConfigError>>, fallback: T) -> T {
-        match result {
-            Ok(v) => v,
-            Err(e) => {
-                self.0.push(e.into());
-                fallback
-            }
-        }
-    }
-
-    fn push(&mut self, e: impl Into<ConfigError>) {
-        self.0.push(e.into());
-    }
-
-    fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
-        match self.0.len() {
-            0 => Ok(value),
-            1 => Err(self.0.remove(0)),
-            _ => Err(ConfigError::Several(self.0)),
-        }
-    }
 }
 
 impl Config {
@@ -450,7 +307,12 @@ impl Config {
     /// prefixes on disk. The helper refuses to start (or to reload) on `Err`,
     /// which lists every problem found.
     pub fn load(file: ConfigFile, ids: &dyn IdResolver) -> Result<Config, ConfigError> {
-        let (config, mut errors) = Config::resolve_collecting(file, ids);
+        let mut cx = Resolving {
+            ids,
+            errors: Default::default(),
+        };
+        let config = Config::resolve_section(&file, &mut cx);
+        let mut errors = cx.errors;
         let mut seen: Vec<(&Prefix, (u64, u64))> = Vec::new();
         for prefix in &config.prefixes {
             let identity = match prefix.check_on_disk() {
@@ -476,47 +338,19 @@ impl Config {
 
     /// Everything [`Config::load`] does except looking at the prefixes on disk.
     pub fn resolve(file: ConfigFile, ids: &dyn IdResolver) -> Result<Config, ConfigError> {
-        let (config, errors) = Config::resolve_collecting(file, ids);
-        errors.finish(config)
+        let mut cx = Resolving {
+            ids,
+            errors: Default::default(),
+        };
+        let config = Config::resolve_section(&file, &mut cx);
+        cx.errors.finish(config)
     }
 
     /// The configuration in force, as the TOML file that would give it
     /// (ids as numbers, every default spelled out), for `check-config`.
     pub fn to_toml(&self) -> String {
-        let ids = |v: &[u32]| Some(v.iter().map(|&i| IdSpec::Id(i)).collect::<Vec<_>>());
-        let l = &self.limits;
-        let file = ConfigFile {
-            socket: Some(self.socket.clone()),
-            socket_mode: Some(self.socket_mode),
-            socket_group: self.socket_group.map(|g| IdSpec::Id(g.0)),
-            prefixes: Some(self.prefixes.iter().map(|p| p.path().to_owned()).collect()),
-            name_prefix: Some(self.name_prefix.clone()),
-            allow_uids: ids(&self.allow_uids.iter().map(|u| u.0).collect::<Vec<_>>()),
-            allow_groups: ids(&self.allow_groups.iter().map(|g| g.0).collect::<Vec<_>>()),
-            user: Some(self.user_spec.clone()),
-            runner_users: ids(&self.runner_users.iter().map(|u| u.0).collect::<Vec<_>>()),
-            sandbox: Some(self.sandbox),
-            subuid_file: Some(self.subuid_file.clone()),
-            limits: LimitsFile {
-                max_connections: Some(l.max_connections),
-                max_connections_per_uid: Some(l.max_connections_per_uid),
-                max_concurrent_removals: Some(l.max_concurrent_removals),
-                max_removals_per_uid: Some(l.max_removals_per_uid),
-                idle_timeout_secs: Some(l.idle_timeout.as_secs()),
-                frame_timeout_secs: Some(l.frame_timeout.as_secs()),
-                max_rounds: Some(l.max_rounds),
-                max_depth: Some(l.max_depth),
-                count_bytes: Some(l.count_bytes),
-                removal_deadline_secs: Some(l.removal_deadline.as_secs()),
-                no_progress_secs: Some(l.no_progress.as_secs()),
-            },
-            sweep: SweepFile {
-                interval_secs: Some(self.sweep.interval.map_or(0, |i| i.as_secs())),
-                grace_secs: Some(self.sweep.grace.as_secs()),
-                max_candidates: Some(self.sweep.max_candidates),
-            },
-        };
-        let text = toml::to_string(&file).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        let text =
+            toml::to_string(&self.to_file()).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
         // Modes read best in octal, as the operator wrote them.
         text.lines()
             .map(|line| match line.strip_prefix("socket_mode = ") {
@@ -528,246 +362,14 @@ impl Config {
             })
             .collect()
     }
-
-    /// A config with defaults standing in for every wrong value, and the
-    /// errors found.
-    fn resolve_collecting(file: ConfigFile, ids: &dyn IdResolver) -> (Config, Errors) {
-        let mut errors = Errors::default();
-        let socket = file.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
-        if !socket.is_absolute() {
-            errors.push(ConfigError::SocketNotAbsolute(socket.clone()));
-        }
-        // sun_path holds 108 bytes including the terminating NUL.
-        if socket.as_os_str().len() > 107 {
-            errors.push(ConfigError::SocketTooLong(socket.clone()));
-        }
-        let socket_mode = file.socket_mode.unwrap_or(DEFAULT_SOCKET_MODE);
-        if socket_mode > 0o777 {
-            errors.push(ConfigError::SocketMode(socket_mode));
-        }
-        let socket_group = file.socket_group.and_then(|g| {
-            let gid = ids.group(&g);
-            if gid.is_none() {
-                errors.push(ConfigError::UnknownGroup(g));
-            }
-            gid
-        });
-
-        let mut prefixes = Vec::new();
-        for path in file.prefixes.unwrap_or_else(|| vec![DEFAULT_PREFIX.into()]) {
-            if let Some(p) = errors.take(Prefix::new(path).map(Some), None) {
-                prefixes.push(p);
-            }
-        }
-        if prefixes.is_empty() && errors.0.is_empty() {
-            errors.push(ConfigError::NoPrefixes);
-        }
-        for (i, a) in prefixes.iter().enumerate() {
-            if prefixes[..i].contains(a) {
-                errors.push(PrefixError::Duplicate(a.path().to_owned()));
-            }
-        }
-        for outer in &prefixes {
-            for inner in &prefixes {
-                if outer.contains(inner) {
-                    errors.push(PrefixError::Nested {
-                        outer: outer.path().to_owned(),
-                        inner: inner.path().to_owned(),
-                    });
-                }
-            }
-        }
-
-        let name_prefix = file
-            .name_prefix
-            .unwrap_or_else(|| DEFAULT_NAME_PREFIX.to_owned());
-        let name_prefix_ok = (1..=64).contains(&name_prefix.len())
-            && !name_prefix.starts_with('.')
-            && name_prefix.bytes().all(is_name_byte);
-        if !name_prefix_ok {
-            errors.push(ConfigError::NamePrefix(name_prefix.clone()));
-        }
-
-        let mut allow_uids = Vec::new();
-        for u in file.allow_uids.unwrap_or_default() {
-            match ids.user(&u) {
-                Some((uid, _)) => allow_uids.push(uid),
-                None => errors.push(ConfigError::UnknownUser(u)),
-            }
-        }
-        let mut allow_groups = Vec::new();
-        for g in file.allow_groups.unwrap_or_default() {
-            match ids.group(&g) {
-                Some(gid) => allow_groups.push(gid),
-                None => errors.push(ConfigError::UnknownGroup(g)),
-            }
-        }
-
-        let explicit_user = file.user.is_some();
-        let user_spec = file
-            .user
-            .unwrap_or_else(|| IdSpec::Name(DEFAULT_USER.to_owned()));
-        // An explicitly named user must exist; the default account may be
-        // missing on a development machine, and is demanded only when vmrmd
-        // is started as root (see the helper's privilege drop).
-        let mut user = ids.user(&user_spec);
-        if user.is_none() && explicit_user {
-            errors.push(ConfigError::UnknownUser(user_spec.clone()));
-        }
-        if user.is_some_and(|(uid, _)| uid == Uid(0)) {
-            errors.push(ConfigError::RootUser(user_spec.clone()));
-            user = None;
-        }
-
-        let runner_users = file
-            .runner_users
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|spec| match ids.user(&spec) {
-                None => {
-                    errors.push(ConfigError::UnknownRunner(spec));
-                    None
-                }
-                Some((uid, _)) if uid == Uid(0) || uid == crate::OVERFLOW_UID => {
-                    errors.push(ConfigError::BadRunner(spec, uid));
-                    None
-                }
-                Some((uid, _)) => Some(uid),
-            })
-            .collect::<Vec<_>>();
-
-        let defaults = Limits::default();
-        let l = file.limits;
-        let mut count =
-            |name, value: usize, default: usize| errors.take(nonzero(name, value), default);
-        let max_connections = count(
-            "limits.max_connections",
-            l.max_connections.unwrap_or(defaults.max_connections),
-            defaults.max_connections,
-        );
-        let max_connections_per_uid = count(
-            "limits.max_connections_per_uid",
-            l.max_connections_per_uid
-                .unwrap_or(defaults.max_connections_per_uid),
-            defaults.max_connections_per_uid,
-        );
-        let max_concurrent_removals = count(
-            "limits.max_concurrent_removals",
-            l.max_concurrent_removals
-                .unwrap_or(defaults.max_concurrent_removals),
-            defaults.max_concurrent_removals,
-        );
-        let max_depth = count(
-            "limits.max_depth",
-            l.max_depth.unwrap_or(defaults.max_depth),
-            defaults.max_depth,
-        );
-        // Default: half the global slots, so another account always finds
-        // one free; never more than the global cap.
-        let max_removals_per_uid = count(
-            "limits.max_removals_per_uid",
-            l.max_removals_per_uid
-                .unwrap_or((max_concurrent_removals / 2).max(1)),
-            1,
-        )
-        .min(max_concurrent_removals);
-        let limits = Limits {
-            max_connections,
-            max_connections_per_uid,
-            max_concurrent_removals,
-            max_removals_per_uid,
-            idle_timeout: errors.take(
-                secs(
-                    "limits.idle_timeout_secs",
-                    l.idle_timeout_secs,
-                    defaults.idle_timeout,
-                ),
-                defaults.idle_timeout,
-            ),
-            frame_timeout: errors.take(
-                secs(
-                    "limits.frame_timeout_secs",
-                    l.frame_timeout_secs,
-                    defaults.frame_timeout,
-                ),
-                defaults.frame_timeout,
-            ),
-            max_rounds: errors.take(
-                nonzero(
-                    "limits.max_rounds",
-                    l.max_rounds.unwrap_or(defaults.max_rounds),
-                ),
-                defaults.max_rounds,
-            ),
-            max_depth,
-            count_bytes: l.count_bytes.unwrap_or(defaults.count_bytes),
-            removal_deadline: errors.take(
-                secs(
-                    "limits.removal_deadline_secs",
-                    l.removal_deadline_secs,
-                    defaults.removal_deadline,
-                ),
-                defaults.removal_deadline,
-            ),
-            no_progress: errors.take(
-                secs(
-                    "limits.no_progress_secs",
-                    l.no_progress_secs,
-                    defaults.no_progress,
-                ),
-                defaults.no_progress,
-            ),
-        };
-
-        let sweep_defaults = SweepConfig::default();
-        let sweep = SweepConfig {
-            interval: file
-                .sweep
-                .interval_secs
-                .filter(|&s| s > 0)
-                .map(Duration::from_secs),
-            grace: file
-                .sweep
-                .grace_secs
-                .map(Duration::from_secs)
-                .unwrap_or(sweep_defaults.grace),
-            max_candidates: errors.take(
-                nonzero(
-                    "sweep.max_candidates",
-                    file.sweep
-                        .max_candidates
-                        .unwrap_or(sweep_defaults.max_candidates),
-                ),
-                sweep_defaults.max_candidates,
-            ),
-        };
-
-        let config = Config {
-            socket,
-            socket_mode,
-            socket_group,
-            prefixes,
-            name_prefix,
-            allow_uids,
-            allow_groups,
-            user,
-            user_spec,
-            runner_users,
-            sandbox: file.sandbox.unwrap_or_default(),
-            subuid_file: file
-                .subuid_file
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_SUBUID_FILE)),
-            limits,
-            sweep,
-        };
-        (config, errors)
-    }
 }
 
 /// The parser's message with every quoted word that is not one of our keys
 /// replaced by `…`: serde quotes the offending value (`invalid type: string
 /// "root:$y$..."`), and that value is the file's content.
 fn redact(message: &str) -> String {
+    let mut known = Vec::new();
+    ConfigFile::known_words(&mut known);
     let first_line = message.lines().next().unwrap_or_default();
     let mut out = String::with_capacity(first_line.len());
     let mut rest = first_line;
@@ -778,11 +380,7 @@ fn redact(message: &str) -> String {
         match after.find(quote) {
             Some(close) => {
                 let word = &after[..close];
-                out.push_str(if KNOWN_KEYS.contains(&word) {
-                    word
-                } else {
-                    "…"
-                });
+                out.push_str(if known.contains(&word) { word } else { "…" });
                 out.push(quote);
                 rest = &after[close + 1..];
             }
@@ -798,27 +396,10 @@ fn redact(message: &str) -> String {
     out.chars().take(200).collect()
 }
 
-fn nonzero<T: PartialEq + From<u8>>(name: &'static str, value: T) -> Result<T, ConfigError> {
-    if value == T::from(0) {
-        return Err(ConfigError::ZeroLimit(name));
-    }
-    Ok(value)
-}
-
-fn secs(
-    name: &'static str,
-    value: Option<u64>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) => nonzero(name, v).map(Duration::from_secs),
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// Resolves `alice`=1000, `bob`=1001, `nobody`=65534 and numbers as
     /// themselves; groups `tenants`=2000.
@@ -849,13 +430,13 @@ pub(crate) mod tests {
     #[test]
     fn defaults() {
         let c = Config::resolve(ConfigFile::default(), &Table).unwrap();
-        assert_eq!(c.socket, Path::new(DEFAULT_SOCKET));
-        assert_eq!(c.prefixes, vec![Prefix::new("/tmp").unwrap()]);
-        assert_eq!(c.name_prefix, "vm-");
-        assert_eq!(c.user, None, "no vmrmd account in the table");
-        assert_eq!(c.user_spec, IdSpec::Name("vmrmd".into()));
-        assert_eq!(c.sandbox, SandboxMode::BestEffort);
-        assert!(c.sweep.interval.is_none());
+        assert_eq!(c.socket(), Path::new(DEFAULT_SOCKET));
+        assert_eq!(c.prefixes(), vec![Prefix::new("/tmp").unwrap()]);
+        assert_eq!(c.name_prefix(), "vm-");
+        assert_eq!(c.user().ids(), None, "no vmrmd account in the table");
+        assert_eq!(c.user().spec(), &IdSpec::Name("vmrmd".into()));
+        assert_eq!(c.sandbox(), SandboxMode::BestEffort);
+        assert!(c.sweep().interval().is_none());
     }
 
     #[test]
@@ -880,16 +461,16 @@ pub(crate) mod tests {
         "#;
         let file = ConfigFile::parse(text, Path::new("test.toml")).unwrap();
         let c = Config::resolve(file, &Table).unwrap();
-        assert_eq!(c.socket_mode, 0o660);
-        assert_eq!(c.socket_group, Some(Gid(2000)));
-        assert_eq!(c.allow_uids, vec![Uid(1000), Uid(1001)]);
-        assert_eq!(c.allow_groups, vec![Gid(2000)]);
-        assert_eq!(c.user, Some((Uid(1001), Gid(1001))));
-        assert_eq!(c.runner_users, vec![Uid(1000), Uid(1005)]);
-        assert_eq!(c.sandbox, SandboxMode::Required);
-        assert_eq!(c.limits.max_connections, 10);
-        assert_eq!(c.limits.idle_timeout, Duration::from_secs(30));
-        assert_eq!(c.sweep.interval, Some(Duration::from_secs(60)));
+        assert_eq!(c.socket_mode(), 0o660);
+        assert_eq!(c.socket_group(), Some(Gid(2000)));
+        assert_eq!(c.allow_uids(), vec![Uid(1000), Uid(1001)]);
+        assert_eq!(c.allow_groups(), vec![Gid(2000)]);
+        assert_eq!(c.user().ids(), Some((Uid(1001), Gid(1001))));
+        assert_eq!(c.runner_users(), vec![Uid(1000), Uid(1005)]);
+        assert_eq!(c.sandbox(), SandboxMode::Required);
+        assert_eq!(c.limits().max_connections(), 10);
+        assert_eq!(c.limits().idle_timeout(), Duration::from_secs(30));
+        assert_eq!(c.sweep().interval(), Some(Duration::from_secs(60)));
     }
 
     #[test]
@@ -999,8 +580,8 @@ pub(crate) mod tests {
             let file = ConfigFile::parse(text, Path::new("t.toml")).unwrap();
             Config::resolve(file, &Table)
                 .unwrap()
-                .limits
-                .max_removals_per_uid
+                .limits()
+                .max_removals_per_uid()
         };
         assert_eq!(per_uid(""), 2);
         assert_eq!(per_uid("[limits]\nmax_concurrent_removals = 1"), 1);
@@ -1026,5 +607,298 @@ pub(crate) mod tests {
         let merged = file.overlay(flags);
         assert_eq!(merged.prefixes, Some(vec![PathBuf::from("/b")]));
         assert_eq!(merged.name_prefix.as_deref(), Some("x-"));
+    }
+
+    /// Every key of the file as before settings were declared once, in the
+    /// same order (a new setting may add keys).
+    #[test]
+    fn the_file_keys_are_unchanged() {
+        let mut words = Vec::new();
+        ConfigFile::known_words(&mut words);
+        let expected = [
+            "socket",
+            "socket_mode",
+            "socket_group",
+            "prefixes",
+            "name_prefix",
+            "allow_uids",
+            "allow_groups",
+            "user",
+            "runner_users",
+            "sandbox",
+            "best-effort",
+            "required",
+            "off",
+            "subuid_file",
+            "limits",
+            "max_connections",
+            "max_connections_per_uid",
+            "max_concurrent_removals",
+            "max_removals_per_uid",
+            "idle_timeout_secs",
+            "frame_timeout_secs",
+            "max_rounds",
+            "max_depth",
+            "count_bytes",
+            "removal_deadline_secs",
+            "no_progress_secs",
+            "sweep",
+            "interval_secs",
+            "grace_secs",
+            "max_candidates",
+        ];
+        let kept: Vec<&str> = words
+            .iter()
+            .copied()
+            .filter(|w| expected.contains(w))
+            .collect();
+        assert_eq!(kept, expected);
+    }
+
+    #[test]
+    fn defaults_are_unchanged() {
+        let c = Config::resolve(ConfigFile::default(), &Table).unwrap();
+        assert_eq!(c.socket_mode(), 0o666);
+        assert_eq!(c.socket_group(), None);
+        assert!(c.allow_uids().is_empty() && c.allow_groups().is_empty());
+        assert!(c.runner_users().is_empty());
+        assert_eq!(c.subuid_file(), Path::new("/etc/subuid"));
+        let l = c.limits();
+        assert_eq!(
+            (l.max_connections(), l.max_connections_per_uid()),
+            (256, 32)
+        );
+        assert_eq!(
+            (l.max_concurrent_removals(), l.max_removals_per_uid()),
+            (4, 2)
+        );
+        assert_eq!(l.idle_timeout(), Duration::from_secs(300));
+        assert_eq!(l.frame_timeout(), Duration::from_secs(5));
+        assert_eq!((l.max_rounds(), l.max_depth()), (8, 8192));
+        assert!(!l.count_bytes());
+        assert_eq!(l.removal_deadline(), Duration::from_secs(600));
+        assert_eq!(l.no_progress(), Duration::from_secs(30));
+        let s = c.sweep();
+        assert_eq!(s.interval(), None);
+        assert_eq!(s.grace(), Duration::from_secs(3600));
+        assert_eq!(s.max_candidates(), 10_000);
+    }
+
+    /// What README.md, dist/vmrmd.toml and the reload's log call start-only.
+    #[test]
+    fn start_only_settings_are_the_documented_ones() {
+        assert_eq!(
+            Config::start_only_keys(),
+            [
+                "socket",
+                "socket_mode",
+                "socket_group",
+                "user",
+                "sandbox",
+                "limits.max_connections",
+                "limits.max_connections_per_uid",
+                "limits.max_concurrent_removals",
+                "limits.max_removals_per_uid",
+                "limits.idle_timeout_secs",
+                "limits.frame_timeout_secs",
+            ]
+        );
+        let old = Config::resolve(ConfigFile::default(), &Table).unwrap();
+        let text = "socket_mode = 0o600\nname_prefix = \"x-\"\n[limits]\nidle_timeout_secs = 9\n\
+                    removal_deadline_secs = 9\n[sweep]\ninterval_secs = 9\n";
+        let new =
+            Config::resolve(ConfigFile::parse(text, Path::new("t")).unwrap(), &Table).unwrap();
+        assert_eq!(
+            old.start_only_changes(&new),
+            ["socket_mode", "limits.idle_timeout_secs"]
+        );
+        assert!(old.start_only_changes(&old).is_empty());
+    }
+
+    #[test]
+    fn zero_is_refused_for_every_count_and_timeout_but_sweep_interval_and_grace() {
+        for (section, key) in [
+            ("limits", "max_connections"),
+            ("limits", "max_connections_per_uid"),
+            ("limits", "max_concurrent_removals"),
+            ("limits", "max_removals_per_uid"),
+            ("limits", "idle_timeout_secs"),
+            ("limits", "frame_timeout_secs"),
+            ("limits", "max_rounds"),
+            ("limits", "max_depth"),
+            ("limits", "removal_deadline_secs"),
+            ("limits", "no_progress_secs"),
+            ("sweep", "max_candidates"),
+        ] {
+            let text = format!("[{section}]\n{key} = 0\n");
+            let err = Config::resolve(ConfigFile::parse(&text, Path::new("t")).unwrap(), &Table)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, format!("{section}.{key} must be at least 1"));
+        }
+        let text = "[sweep]\ninterval_secs = 0\ngrace_secs = 0\n";
+        let c = Config::resolve(ConfigFile::parse(text, Path::new("t")).unwrap(), &Table).unwrap();
+        assert_eq!(c.sweep().interval(), None);
+        assert_eq!(c.sweep().grace(), Duration::ZERO);
+    }
+
+    #[test]
+    fn every_setting_round_trips_through_to_toml() {
+        let text = r#"
+            socket = "/run/x/x.sock"
+            socket_mode = 0o640
+            socket_group = "tenants"
+            prefixes = ["/tmp", "/var/lib/vms"]
+            name_prefix = "box-"
+            allow_uids = ["alice", 1001]
+            allow_groups = ["tenants", 7]
+            user = "bob"
+            runner_users = [1005]
+            sandbox = "off"
+            subuid_file = "/etc/subuid.test"
+            [limits]
+            max_connections = 10
+            max_connections_per_uid = 3
+            max_concurrent_removals = 6
+            max_removals_per_uid = 5
+            idle_timeout_secs = 30
+            frame_timeout_secs = 2
+            max_rounds = 3
+            max_depth = 100
+            count_bytes = true
+            removal_deadline_secs = 60
+            no_progress_secs = 7
+            [sweep]
+            interval_secs = 60
+            grace_secs = 0
+            max_candidates = 5
+        "#;
+        let c = Config::resolve(ConfigFile::parse(text, Path::new("t")).unwrap(), &Table).unwrap();
+        let printed = c.to_toml();
+        let file = ConfigFile::parse(&printed, Path::new("t")).unwrap();
+        // Every key is spelled out, names as numbers.
+        assert_eq!(file.socket_group, Some(IdSpec::Id(2000)));
+        assert_eq!(file.limits.count_bytes, Some(true));
+        assert_eq!(file.sweep.grace_secs, Some(0));
+        assert_eq!(Config::resolve(file, &Table).unwrap(), c);
+    }
+
+    #[test]
+    fn overlay_reaches_into_the_sections() {
+        let file = ConfigFile::parse(
+            "[limits]\nmax_rounds = 3\nmax_depth = 9\n[sweep]\ngrace_secs = 5\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        let mut flags = ConfigFile::default();
+        flags.limits.max_depth = Some(10);
+        flags.sweep.interval_secs = Some(60);
+        let merged = file.overlay(flags);
+        assert_eq!(merged.limits.max_rounds, Some(3));
+        assert_eq!(merged.limits.max_depth, Some(10));
+        assert_eq!(merged.sweep.grace_secs, Some(5));
+        assert_eq!(merged.sweep.interval_secs, Some(60));
+    }
+
+    #[cfg(feature = "flags")]
+    mod flags {
+        use super::*;
+        use clap::{Args, FromArgMatches};
+
+        fn parse(args: &[&str]) -> Result<ConfigFile, clap::Error> {
+            let cmd = ConfigFile::augment_args(clap::Command::new("vmrmd"));
+            let matches =
+                cmd.try_get_matches_from(std::iter::once("vmrmd").chain(args.iter().copied()))?;
+            ConfigFile::from_arg_matches(&matches)
+        }
+
+        #[test]
+        fn no_flags_is_an_empty_layer() {
+            assert_eq!(parse(&[]).unwrap(), ConfigFile::default());
+        }
+
+        #[test]
+        fn every_flag_sets_its_key() {
+            let layer = parse(&[
+                "--socket",
+                "/run/a.sock",
+                "--socket-mode",
+                "0o640",
+                "--socket-group",
+                "tenants",
+                "--prefix",
+                "/a",
+                "--prefix",
+                "/b",
+                "--name-prefix",
+                "x-",
+                "--allow-uid",
+                "alice",
+                "--allow-uid",
+                "7",
+                "--allow-group",
+                "tenants",
+                "--user",
+                "bob",
+                "--runner-user",
+                "1005",
+                "--sandbox",
+                "required",
+                "--subuid-file",
+                "/etc/s",
+                "--max-connections",
+                "1",
+                "--max-connections-per-uid",
+                "2",
+                "--max-concurrent-removals",
+                "3",
+                "--max-removals-per-uid",
+                "4",
+                "--idle-timeout",
+                "5",
+                "--frame-timeout",
+                "6",
+                "--max-rounds",
+                "7",
+                "--max-depth",
+                "8",
+                "--count-bytes",
+                "true",
+                "--removal-deadline",
+                "9",
+                "--no-progress",
+                "10",
+                "--sweep-interval",
+                "11",
+                "--sweep-grace",
+                "12",
+                "--sweep-max-candidates",
+                "13",
+            ])
+            .unwrap();
+            let text =
+                "socket = \"/run/a.sock\"\nsocket_mode = 0o640\nsocket_group = \"tenants\"\n\
+                prefixes = [\"/a\", \"/b\"]\nname_prefix = \"x-\"\nallow_uids = [\"alice\", 7]\n\
+                allow_groups = [\"tenants\"]\nuser = \"bob\"\nrunner_users = [1005]\n\
+                sandbox = \"required\"\nsubuid_file = \"/etc/s\"\n[limits]\nmax_connections = 1\n\
+                max_connections_per_uid = 2\nmax_concurrent_removals = 3\n\
+                max_removals_per_uid = 4\nidle_timeout_secs = 5\nframe_timeout_secs = 6\n\
+                max_rounds = 7\nmax_depth = 8\ncount_bytes = true\nremoval_deadline_secs = 9\n\
+                no_progress_secs = 10\n[sweep]\ninterval_secs = 11\ngrace_secs = 12\n\
+                max_candidates = 13\n";
+            assert_eq!(layer, ConfigFile::parse(text, Path::new("t")).unwrap());
+        }
+
+        #[test]
+        fn bad_flag_values_are_refused_by_the_parser() {
+            for args in [
+                &["--socket-mode", "9"][..],
+                &["--max-connections", "many"],
+                &["--sandbox", "maybe"],
+                &["--count-bytes", "yes"],
+            ] {
+                assert!(parse(args).is_err(), "{args:?}");
+            }
+        }
     }
 }

@@ -27,14 +27,14 @@ impl Config {
     /// rather than interpreted (a sudoers glob's classic escape routes).
     #[must_use = "the verdict decides whether anything may be removed"]
     pub fn target<'p>(&self, path: &'p [u8]) -> Result<Target<'p>, Denial> {
-        for (prefix_index, prefix) in self.prefixes.iter().enumerate() {
+        for (prefix_index, prefix) in self.prefixes().iter().enumerate() {
             let Some(rest) = path.strip_prefix(prefix.as_bytes()) else {
                 continue;
             };
             let Some(name) = rest.strip_prefix(b"/") else {
                 continue;
             };
-            check_name(&self.name_prefix, name)
+            check_name(self.name_prefix(), name)
                 .map_err(|why| Denial::new(DenyReason::BadName, why))?;
             return Ok(Target { prefix_index, name });
         }
@@ -42,7 +42,7 @@ impl Config {
             DenyReason::OutsidePrefixes,
             format!(
                 "not directly under an allowed prefix ({})",
-                self.prefixes
+                self.prefixes()
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()

@@ -7,18 +7,21 @@
 //! verdict is `#[must_use]` so a caller cannot forget to act on a denial.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod declare;
 mod config;
 mod denial;
 mod grammar;
 mod ids;
+pub mod kinds;
 pub mod oracle;
 mod prefix;
 mod tenancy;
 
 pub use config::{
-    Config, ConfigError, ConfigFile, IdResolver, IdSpec, Limits, LimitsFile, SandboxMode,
+    Config, ConfigError, ConfigFile, IdResolver, IdSpec, Limits, LimitsFile, RunAs, SandboxMode,
     SweepConfig, SweepFile, DEFAULT_CONFIG_PATH, DEFAULT_NAME_PREFIX, DEFAULT_PREFIX,
-    DEFAULT_SOCKET, DEFAULT_SOCKET_MODE, DEFAULT_USER,
+    DEFAULT_SOCKET, DEFAULT_SOCKET_MODE, DEFAULT_SUBUID_FILE, DEFAULT_USER,
 };
 pub use denial::Denial;
 pub use grammar::{check_name, Target};

@@ -46,14 +46,15 @@ pub fn check_target(config: &Config, path: &[u8]) {
     let Ok(target) = config.target(path) else {
         return;
     };
-    let prefix = config.prefixes[target.prefix_index].as_bytes();
+    let prefix = config.prefixes()[target.prefix_index].as_bytes();
     let mut rebuilt = prefix.to_vec();
     rebuilt.push(b'/');
     rebuilt.extend_from_slice(target.name);
     assert_eq!(rebuilt, path, "accepted path is not prefix/name");
     let name = target.name;
     assert!(
-        name.len() > config.name_prefix.len() && name.starts_with(config.name_prefix.as_bytes()),
+        name.len() > config.name_prefix().len()
+            && name.starts_with(config.name_prefix().as_bytes()),
         "accepted name without the name prefix: {}",
         name.escape_ascii()
     );

@@ -32,12 +32,12 @@ pub fn authorize_peer(
             ),
         ));
     }
-    if config.allow_uids.is_empty() && config.allow_groups.is_empty() {
+    if config.allow_uids().is_empty() && config.allow_groups().is_empty() {
         return Ok(());
     }
-    let uid_ok = config.allow_uids.contains(&peer.uid);
+    let uid_ok = config.allow_uids().contains(&peer.uid);
     let group_ok = config
-        .allow_groups
+        .allow_groups()
         .iter()
         .any(|g| *g == peer.gid || groups.contains(g));
     if uid_ok || group_ok {
@@ -83,7 +83,7 @@ pub fn authorize_owner(peer: &PeerCredentials, owner: Uid) -> Result<(), Denial>
 /// directories of root, of uid 65534 and of users who never used vmrm.
 #[must_use = "the verdict decides whether the directory may be swept"]
 pub fn authorize_sweep(config: &Config, owner: Uid, groups: &[Gid]) -> Result<(), Denial> {
-    if owner == Uid(0) && !config.allow_uids.contains(&Uid(0)) {
+    if owner == Uid(0) && !config.allow_uids().contains(&Uid(0)) {
         return Err(Denial::new(
             DenyReason::PeerNotAllowed,
             "owned by root, which is swept only when allow_uids names root",
@@ -100,7 +100,20 @@ pub fn authorize_sweep(config: &Config, owner: Uid, groups: &[Gid]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oracle::config_with_prefixes;
+    use crate::oracle::{config_with_prefixes, NumericIds};
+    use crate::{Config, ConfigFile, IdSpec};
+
+    /// A config under /tmp with these allow-lists.
+    fn allowing(uids: &[u32], groups: &[u32]) -> Config {
+        let ids = |v: &[u32]| Some(v.iter().map(|&i| IdSpec::Id(i)).collect());
+        let file = ConfigFile {
+            prefixes: Some(vec!["/tmp".into()]),
+            allow_uids: ids(uids),
+            allow_groups: ids(groups),
+            ..ConfigFile::default()
+        };
+        Config::resolve(file, &NumericIds).unwrap()
+    }
 
     fn peer(uid: u32, gid: u32) -> PeerCredentials {
         PeerCredentials {
@@ -133,19 +146,18 @@ mod tests {
 
     #[test]
     fn the_sweeper_takes_only_owners_a_request_would_be_served_for() {
-        let mut c = config_with_prefixes(&["/tmp"]);
+        let c = config_with_prefixes(&["/tmp"]);
         assert!(authorize_sweep(&c, Uid(1000), &[]).is_ok());
         assert!(authorize_sweep(&c, Uid(0), &[]).is_err(), "root");
         assert!(authorize_sweep(&c, Uid(65534), &[]).is_err(), "overflow");
-        c.allow_uids = vec![Uid(1000)];
-        c.allow_groups = vec![Gid(2000)];
+        let c = allowing(&[1000], &[2000]);
         assert!(authorize_sweep(&c, Uid(1000), &[]).is_ok());
         assert!(authorize_sweep(&c, Uid(1005), &[Gid(1005), Gid(2000)]).is_ok());
         assert!(
             authorize_sweep(&c, Uid(1006), &[Gid(1006)]).is_err(),
             "not listed"
         );
-        c.allow_uids.push(Uid(0));
+        let c = allowing(&[1000, 0], &[2000]);
         assert!(
             authorize_sweep(&c, Uid(0), &[]).is_ok(),
             "root named explicitly"
@@ -154,9 +166,7 @@ mod tests {
 
     #[test]
     fn allow_lists_admit_by_uid_or_group() {
-        let mut c = config_with_prefixes(&["/tmp"]);
-        c.allow_uids = vec![Uid(1000)];
-        c.allow_groups = vec![Gid(2000)];
+        let c = allowing(&[1000], &[2000]);
         assert!(authorize_peer(&c, &peer(1000, 1000), &[]).is_ok());
         assert!(authorize_peer(&c, &peer(1001, 2000), &[]).is_ok());
         assert!(authorize_peer(&c, &peer(1002, 1002), &[Gid(5), Gid(2000)]).is_ok());

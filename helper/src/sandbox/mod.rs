@@ -78,14 +78,14 @@ impl Reach {
     ) -> Reach {
         Reach {
             prefixes: config
-                .prefixes
+                .prefixes()
                 .iter()
                 .map(|p| p.path().to_owned())
                 .collect(),
             socket_dir,
             socket_dir_parent,
             config_file: config_file.map(Path::to_owned),
-            subuid_file: config.subuid_file.clone(),
+            subuid_file: config.subuid_file().to_owned(),
         }
     }
 }
