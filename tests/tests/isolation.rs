@@ -177,7 +177,7 @@ fn fan_out_reports_a_subtree_moved_out_at_any_width() {
             fs::write(bottom.join(format!("f{i}")), b"").unwrap();
         }
         let moved_to = f.outside.join(format!("moved-{width}"));
-        let (outcome, _) = attack::during(
+        let (outcome, moves) = attack::during(
             {
                 let (middle, moved_to) = (middle.clone(), moved_to.clone());
                 let mut done = false;
@@ -185,16 +185,17 @@ fn fan_out_reports_a_subtree_moved_out_at_any_width() {
                     // As soon as the bottom starts emptying, move the middle
                     // of the chain (with the walk inside it) out of the tree.
                     if !done && tree::entries(&bottom).is_some_and(|n| n < BOTTOM_FILES - 1000) {
-                        let _ = fs::rename(&middle, &moved_to);
                         done = true;
+                        return fs::rename(&middle, &moved_to).is_ok();
                     }
+                    false
                 }
             },
             || d.client().remove(&top).unwrap(),
         );
         canary.assert_intact();
         assert!(
-            moved_to.exists(),
+            moves == 1 && moved_to.exists(),
             "width {width}: the move did not happen mid-walk: {outcome:?}"
         );
         match &outcome {
