@@ -1,5 +1,5 @@
-//! Issue 8: tenant isolation in the engine. vmrmd removes nothing the
-//! tenant and its VM runner could not have removed themselves (invariant 8),
+//! Tenant isolation in the engine. vmrmd removes nothing the tenant and its
+//! VM runner could not have removed themselves (SECURITY.md, invariant 8),
 //! and the parallel fan-out reports a moved subtree at any width.
 
 use std::fs;
@@ -144,7 +144,7 @@ fn runner_owned_private_dirs_are_entered_only_when_configured() {
 /// Files per bottom level of the chain: long enough to move mid-walk.
 const BOTTOM_FILES: usize = 20_000;
 
-/// Issue 8 attack 8: a subdirectory moved out mid-walk gives the same
+/// The attack: a subdirectory moved out mid-walk gives the same
 /// `moved` failure whether the top has one subdirectory (sequential walk) or
 /// many (parallel fan-out).
 #[test]

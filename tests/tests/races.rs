@@ -1,4 +1,4 @@
-//! Issue 3: races a hostile tenant or `qemu-vm` can run against a removal in
+//! Races a hostile tenant or `qemu-vm` can run against a removal in
 //! progress. After every round every canary (outside the tree, and in
 //! another tenant's workdir) is intact and the helper still serves.
 
