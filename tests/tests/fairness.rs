@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,27 +59,9 @@ fn b_is_served(prefix: &Path, d: &Daemon) -> Duration {
 
 /// A workdir of `owner` holding `files` empty files.
 fn wide_workdir(prefix: &Path, owner: u32, files: usize) -> PathBuf {
-    use rustix::fs::{mknodat, openat, FileType, Mode, OFlags, CWD};
     let dir = tree::empty_workdir(prefix, owner);
     // Through the directory's fd: no path walk per file.
-    let fd = openat(
-        CWD,
-        &dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
-    for i in 0..files {
-        let name = format!("f{i:06}");
-        mknodat(
-            &fd,
-            name.as_str(),
-            FileType::RegularFile,
-            Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
-    }
+    vmrm_testkit::files(tree::open_dir(&dir).as_fd(), files, "f");
     dir
 }
 
