@@ -1,6 +1,7 @@
 //! Section 5: fairness between tenants. Tenant B removes small workdirs
 //! (10 files) one after another while tenant A loads vmrmd in each of the
-//! ways issue 8 found to stall others; B's latency is the measure.
+//! ways known to have stalled other tenants (many huge trees, refilling
+//! trees, many connections); B's latency is the measure.
 
 use std::fmt::Write as _;
 use std::fs;

@@ -1,8 +1,8 @@
 //! Who a peer's connections and removals are charged to: its uid, or, for a
 //! uid inside a subordinate range of `/etc/subuid`, the range's owner. A
-//! tenant in a user namespace can appear as many host uids (issue 8 attack
-//! 5: 8 subordinate uids x 32 connections locked tenant B out); all of
-//! them count as the one tenant who was granted the range.
+//! tenant in a user namespace can appear as many host uids (8 subordinate
+//! uids x 32 connections each once locked tenant B out); all of them count
+//! as the one tenant who was granted the range.
 
 use std::fmt;
 use std::io::Read;

@@ -261,3 +261,7 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

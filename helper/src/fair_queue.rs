@@ -1,8 +1,8 @@
 //! Fair scheduling of removals: a global cap on removals running at once, a
 //! cap per account, and accounts that wait served in turn, fewest running
 //! first, so one tenant's many, huge or endless removals never keep another
-//! tenant's removal waiting (issue 8: B waited 51 s behind A's 32 removals
-//! on a plain FIFO semaphore).
+//! tenant's removal waiting (on a plain FIFO semaphore, tenant B once
+//! waited 51 s behind tenant A's 32 removals).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -11,6 +11,13 @@ use nix::unistd::Pid;
 
 use crate::{binaries, ids, Fixture};
 
+/// The message of the sweeper's debug line after each pass.
+const SWEEP_DONE: &str = "sweep pass finished";
+
+/// A `RUST_LOG` that keeps the default level and adds the sweeper's
+/// per-pass line that [`Daemon::sweeps`] counts.
+pub const SWEEP_LOG: &str = "info,vmrmd::sweeper=debug";
+
 /// How to start the daemon.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
@@ -207,6 +214,70 @@ impl Daemon {
         fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .map(|d| d.count())
             .unwrap_or(0)
+    }
+
+    /// Client connections vmrmd holds open right now: its socket fds that
+    /// /proc/net/unix lists as connected (state 03) with an address, i.e.
+    /// accepted from its listener (its own socket pairs have none).
+    pub fn open_connections(&self) -> usize {
+        let Ok(fds) = fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
+            return 0;
+        };
+        let inodes: Vec<String> = fds
+            .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|target| {
+                let target = target.to_string_lossy().into_owned();
+                Some(
+                    target
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .to_owned(),
+                )
+            })
+            .collect();
+        fs::read_to_string("/proc/net/unix")
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() >= 8 && f[5] == "03" && inodes.iter().any(|i| i == f[6]))
+            .count()
+    }
+
+    /// Wait (polling, 20 s at most) until vmrmd holds no client connection,
+    /// e.g. until the readiness probe's connection has given its slot back.
+    pub fn wait_connections_closed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.open_connections() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "vmrmd still holds {} connections:\n{}",
+                self.open_connections(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sweeper passes finished so far, counted from the log (the sweeper
+    /// logs each at debug level: start the daemon with
+    /// `RUST_LOG=info,vmrmd::sweeper=debug`).
+    pub fn sweeps(&self) -> usize {
+        self.log().matches(SWEEP_DONE).count()
+    }
+
+    /// Wait (polling, 30 s at most) until `n` more sweeper passes than
+    /// `base` have finished.
+    pub fn wait_sweeps(&self, base: usize, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sweeps() < base + n {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} sweeps after {base}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Whether the process still runs.

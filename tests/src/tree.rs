@@ -1,25 +1,16 @@
-//! Builders of the trees the tests remove.
+//! Builders of the trees the end-to-end tests remove: VM workdirs as a
+//! sandbox host leaves them, owned by the test's numeric uids. The shapes
+//! shared with the engine tests and the benchmark (chains, wide
+//! directories, unique names) come from `vmrm-testkit`.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{lchown, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
+pub use vmrm_testkit::{open_dir, workdir_name};
 
 use crate::ids;
-
-/// A unique `vm-<id8>-XXXXXXXX` name.
-pub fn workdir_name() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("vm-{:08x}-{:04x}{:04x}", std::process::id(), n, fastish(n))
-}
-
-fn fastish(n: u32) -> u32 {
-    (n.wrapping_mul(2_654_435_761) ^ std::process::id()) & 0xffff
-}
 
 /// An empty directory `prefix/<name>` owned by `owner`, mode 0700.
 pub fn empty_workdir(prefix: &Path, owner: u32) -> PathBuf {
@@ -58,16 +49,6 @@ pub fn vm_workdir(prefix: &Path, owner: u32) -> PathBuf {
     dir
 }
 
-fn open_dir(path: &Path) -> OwnedFd {
-    openat(
-        CWD,
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap()
-}
-
 /// A chain `d/d/d/...` of `depth` levels under `top`, built through fds so
 /// no path exceeds PATH_MAX, with a file at the bottom.
 pub fn chain(top: &Path, depth: usize) {
@@ -77,21 +58,8 @@ pub fn chain(top: &Path, depth: usize) {
 /// [`chain`], each level (and the leaf) owned by `owner` when given: a
 /// removal enters only its requester's (and the runners') directories.
 pub fn chain_owned(top: &Path, depth: usize, owner: Option<u32>) {
-    let mut fd = open_dir(top);
-    for _ in 0..depth {
-        mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
-        fd = openat(
-            &fd,
-            "d",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
-        if let Some(uid) = owner {
-            std::os::unix::fs::fchown(&fd, Some(uid), Some(uid)).unwrap();
-        }
-    }
-    let leaf = format!("/proc/self/fd/{}/leaf", fd.as_raw_fd());
+    let bottom = vmrm_testkit::chain(top, depth, owner);
+    let leaf = format!("/proc/self/fd/{}/leaf", bottom.as_raw_fd());
     fs::write(&leaf, b"leaf").unwrap();
     if let Some(uid) = owner {
         lchown(&leaf, Some(uid), Some(uid)).unwrap();
@@ -118,12 +86,7 @@ pub fn empty_subdirs(top: &Path, n: usize, owner: u32) {
 /// `n` empty subdirectories `<stem>0000000`... under `top`, owned by
 /// `owner` (a long `stem` makes long names).
 pub fn named_subdirs(top: &Path, n: usize, stem: &str, owner: u32) {
-    let fd = open_dir(top);
-    for i in 0..n {
-        let name = format!("{stem}{i:07}");
-        mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
-        lchown(top.join(&name), Some(owner), Some(owner)).unwrap();
-    }
+    vmrm_testkit::subdirs(top, n, stem, Some(owner));
 }
 
 /// Number of entries directly in `dir`, or `None` if it is gone.

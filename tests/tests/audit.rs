@@ -1,7 +1,6 @@
-//! Issue 9 item 6 and issue 8 item 5: a complete, bounded audit trail. A
-//! removal logs a start and an end line with the same `removal` number, so
-//! one cut short shows as a start with no end; client-controlled fields are
-//! escaped and capped.
+//! A complete, bounded audit trail. A removal logs a start and an end line
+//! with the same `removal` number, so one cut short shows as a start with
+//! no end; client-controlled fields are escaped and capped.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -1,4 +1,4 @@
-//! Issue 2, item 5: a 5,000-level tree is removed while the helper may hold
+//! Bounded fds at any depth: a 5,000-level tree is removed while the helper may hold
 //! at most 64 fds.
 
 use vmrm_tests::{ids, require_root, tree, Daemon, DaemonOptions, Fixture};

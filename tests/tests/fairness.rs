@@ -1,9 +1,10 @@
-//! Issue 8: tenants never stall each other. Tenant A's many huge or
+//! Tenants never stall each other. Tenant A's many huge or
 //! refilling removals, or its subordinate uids' connections, leave tenant B
 //! served; and a reload that revokes a uid reaches its open connections.
 
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use rustix::net::{recv, RecvFlags};
 use rustix::process::Uid;
 use vmrm_proto::{
     decode, encode, read_frame, ClientMessage, Outcome, ProtocolErrorKind, ServerMessage,
@@ -57,27 +59,9 @@ fn b_is_served(prefix: &Path, d: &Daemon) -> Duration {
 
 /// A workdir of `owner` holding `files` empty files.
 fn wide_workdir(prefix: &Path, owner: u32, files: usize) -> PathBuf {
-    use rustix::fs::{mknodat, openat, FileType, Mode, OFlags, CWD};
     let dir = tree::empty_workdir(prefix, owner);
     // Through the directory's fd: no path walk per file.
-    let fd = openat(
-        CWD,
-        &dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
-    for i in 0..files {
-        let name = format!("f{i:06}");
-        mknodat(
-            &fd,
-            name.as_str(),
-            FileType::RegularFile,
-            Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
-    }
+    vmrm_testkit::files(tree::open_dir(&dir).as_fd(), files, "f");
     dir
 }
 
@@ -85,6 +69,22 @@ fn wide_workdir(prefix: &Path, owner: u32, files: usize) -> PathBuf {
 /// (so that asking does not count).
 fn accepted(probe: &mut vmrm::Client) -> u64 {
     probe.stats().unwrap().unwrap().connections_accepted
+}
+
+/// Connections vmrmd accepted or refused so far, asked over `probe`.
+fn handled(probe: &mut vmrm::Client) -> u64 {
+    let stats = probe.stats().unwrap().unwrap();
+    stats.connections_accepted + stats.connections_refused
+}
+
+/// Wait until `s` has something to read (polling, 10 s at most).
+fn wait_readable(s: &UnixStream) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+    while !matches!(recv(s, &mut [0u8], flags), Ok((n, _)) if n > 0) {
+        assert!(Instant::now() < deadline, "nothing to read");
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Wait until vmrmd has accepted `n` more connections than `base`.
@@ -230,6 +230,8 @@ fn subordinate_uids_share_their_owners_connection_cap() {
             ..Default::default()
         },
     );
+    let mut probe = d.client();
+    let base = handled(&mut probe);
     // 8 uids of A's user namespace x 32 connections: the global cap (256)
     // when each counts as its own tenant.
     let held: Vec<UnixStream> = (0..8u32)
@@ -247,7 +249,15 @@ fn subordinate_uids_share_their_owners_connection_cap() {
         })
         .flat_map(|t| t.join().unwrap())
         .collect();
-    thread::sleep(Duration::from_millis(300));
+    // Every connection accepted or refused before B comes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handled(&mut probe) < base + held.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the subuid connections were not handled"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     let took = b_is_served(&f.plain, &d);
     let stats = d.client().stats().unwrap().unwrap();
     eprintln!(
@@ -338,7 +348,7 @@ fn a_refused_client_that_sends_hello_first_still_reads_busy() {
         },
     );
     // Let the readiness probe's connection give its slot back.
-    thread::sleep(Duration::from_millis(300));
+    d.wait_connections_closed();
     let mut held = UnixStream::connect(&d.socket).unwrap();
     held.write_all(&hello()).unwrap();
     let mut refused = UnixStream::connect(&d.socket).unwrap();
@@ -347,7 +357,7 @@ fn a_refused_client_that_sends_hello_first_still_reads_busy() {
         .unwrap();
     // A client writes its hello before reading: by then the refusal has
     // been sent; the write must land (not EPIPE) and the frame be read.
-    thread::sleep(Duration::from_millis(100));
+    wait_readable(&refused);
     refused
         .write_all(&hello())
         .expect("hello to a refused connection");

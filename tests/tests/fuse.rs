@@ -1,4 +1,4 @@
-//! Issue 8, attack 4: a FUSE filesystem whose server never answers, mounted
+//! A hung FUSE mount: a FUSE filesystem whose server never answers, mounted
 //! inside a workdir, must not wedge vmrmd. The removal ends promptly with a
 //! `mount_point` failure (with `count_bytes` on, whose stat used to block in
 //! FUSE_GETATTR) and another tenant is served meanwhile.

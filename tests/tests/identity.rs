@@ -1,4 +1,4 @@
-//! Issue 3: who the helper thinks is asking. The kernel's credentials taken
+//! Who the helper thinks is asking. The kernel's credentials taken
 //! at connect decide, never what the client becomes later, never a pid,
 //! never the overflow uid.
 

@@ -1,4 +1,4 @@
-//! Issue 3: paths with newlines, escapes and control bytes give one
+//! Log injection: paths with newlines, escapes and control bytes give one
 //! well-formed JSON audit line each.
 
 use std::ffi::OsStr;

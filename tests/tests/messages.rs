@@ -5,8 +5,8 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
+use nix::errno::Errno;
 use vmrm::{ClientError, SocketOrigin};
 use vmrm_proto::{encode, ClientMessage, PROTOCOL_VERSION};
 use vmrm_tests::{binaries, ids, require_root, Daemon, DaemonOptions, Fixture};
@@ -70,7 +70,7 @@ fn unreachable_names_the_built_in_default() {
     let error = ClientError::Connect {
         socket: vmrm_proto::DEFAULT_SOCKET.into(),
         origin: SocketOrigin::Default,
-        source: std::io::Error::from_raw_os_error(2),
+        source: std::io::Error::from(Errno::ENOENT),
     };
     let text = error.to_string();
     assert!(text.contains(vmrm_proto::DEFAULT_SOCKET), "{text}");
@@ -84,7 +84,7 @@ fn a_socket_without_permission_points_at_its_group() {
     let error = ClientError::Connect {
         socket: "/run/vmrmd/vmrmd.sock".into(),
         origin: SocketOrigin::Default,
-        source: std::io::Error::from_raw_os_error(13),
+        source: std::io::Error::from(Errno::EACCES),
     };
     let text = error.to_string();
     assert!(text.contains("Permission denied"), "{text}");
@@ -117,7 +117,7 @@ fn daemon_with(f: &Fixture, args: &[&str]) -> Daemon {
         },
     );
     // Let the readiness probe's connection release its slot.
-    std::thread::sleep(Duration::from_millis(300));
+    d.wait_connections_closed();
     d
 }
 

@@ -1,4 +1,4 @@
-//! Issue 5: running vmrmd as operators do: socket activation, readiness and
+//! Running vmrmd as operators do: socket activation, readiness and
 //! watchdog notifications, reload, stats, and the orphan sweeper.
 
 use std::ffi::OsStr;
@@ -11,8 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use rustix::fs::{flock, FlockOperation};
 use vmrm_tests::{
-    binaries, daemon::as_user, ids, require_root, tree, Daemon, DaemonOptions, Fixture,
+    binaries,
+    daemon::{as_user, SWEEP_LOG},
+    ids, require_root, tree, Daemon, DaemonOptions, Fixture,
 };
 
 /// A NOTIFY_SOCKET the daemon's uid may send to.
@@ -242,6 +245,7 @@ fn the_sweeper_removes_workdirs_of_killed_owners_and_never_live_ones() {
             args: ["--sweep-interval", "1", "--sweep-grace", "0"]
                 .map(String::from)
                 .to_vec(),
+            env: vec![("RUST_LOG".into(), SWEEP_LOG.into())],
             ..Default::default()
         },
     );
@@ -256,8 +260,20 @@ fn the_sweeper_removes_workdirs_of_killed_owners_and_never_live_ones() {
         .args(["sleep", "600"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    // Two sweeps have passed: everything is locked, nothing touched.
+    // flock(1) holds its lock once ours cannot be taken.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flock(
+        fs::File::open(&plain_dir).unwrap(),
+        FlockOperation::NonBlockingLockShared,
+    )
+    .is_ok()
+    {
+        assert!(Instant::now() < deadline, "flock(1) never took its lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Two full passes after every lock is held (the first pass to end may
+    // have begun before): nothing touched.
+    d.wait_sweeps(d.sweeps() + 1, 2);
     assert_eq!(tree::entries(&doomed_dir), Some(2));
     assert!(plain_dir.exists());
 

@@ -1,4 +1,4 @@
-//! Issue 2, item 8: vmrmd holds CAP_DAC_OVERRIDE alone, with no_new_privs,
+//! Least privilege: vmrmd holds CAP_DAC_OVERRIDE alone, with no_new_privs,
 //! however it was started.
 
 use vmrm_tests::{ids, require_root, tree, Daemon, DaemonOptions, Fixture};

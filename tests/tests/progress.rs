@@ -1,4 +1,4 @@
-//! Issue 8: a removal that makes no progress ends early and says so. The
+//! A removal that makes no progress ends early and says so. The
 //! attack: a tenant builds a chain deeper than the helper will descend in
 //! reasonable time under Landlock (each level costs O(depth)), so each
 //! removal spends seconds of helper CPU, removes nothing, and can be

@@ -1,4 +1,4 @@
-//! Issue 2, item 7: garbage, oversized and truncated frames get an error and
+//! Framing: garbage, oversized and truncated frames get an error and
 //! the helper keeps serving everyone else.
 
 use std::io::{Read, Write};
@@ -167,7 +167,7 @@ fn over_the_connection_cap_clients_are_told_busy() {
         },
     );
     // Let the readiness probe's connection release its slot.
-    std::thread::sleep(Duration::from_millis(300));
+    d.wait_connections_closed();
     let mut held: Vec<UnixStream> = (0..4).map(|_| raw(&d)).collect();
     for s in &mut held {
         hello(s);

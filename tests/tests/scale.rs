@@ -1,4 +1,4 @@
-//! Issue 3: width and depth. A 1,000,000-entry directory and a
+//! Width and depth at scale. A 1,000,000-entry directory and a
 //! 100,000-level chain, with the helper's peak memory and open fds measured
 //! while it removes them, and capped.
 

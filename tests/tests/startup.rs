@@ -1,4 +1,4 @@
-//! Issue 9, items 1 to 4: nothing by path as root at start-up (socket
+//! Trusted start-up: nothing by path as root at start-up (socket
 //! directory, socket mode, config file), a dedicated non-dumpable account,
 //! config trust, and prefix validation. Each test is named after the attack.
 
@@ -370,7 +370,7 @@ fn tenant_writable_config_on_reload_is_refused_and_the_old_policy_kept() {
     assert!(!wd.exists());
 }
 
-/// Issue 12: a reload that Landlock blocks logged a bare EACCES.
+/// The attack: a reload that Landlock blocks logged a bare EACCES.
 #[test]
 #[ignore = "needs root"]
 fn a_reload_blocked_by_the_sandbox_says_so_and_what_to_do() {
@@ -473,7 +473,7 @@ fn group_writable_prefix_is_refused_unless_sticky() {
     assert!(!failed, "sticky group-writable prefix refused:\n{log}");
 }
 
-// ---- Issue 12: check-config ------------------------------------------------
+// ---- check-config ------------------------------------------------------------
 
 /// `check-config` printed Rust Debug (`BestEffort`, `Limits { .. }`) and
 /// only the first error.

@@ -1,10 +1,11 @@
-//! Issue 9 item 5: the orphan sweeper sweeps only directories of owners a
+//! The orphan sweeper sweeps only directories of owners a
 //! request would be served for, audits what it did with the owner and
 //! `source=sweep` (no invented fields), and audits an emptied top it cannot
 //! unlink once, not on every pass.
 
 use std::time::{Duration, Instant};
 
+use vmrm_tests::daemon::SWEEP_LOG;
 use vmrm_tests::{ids, require_root, tree, Daemon, DaemonOptions, Fixture};
 
 fn sweeping(extra: &[&str]) -> DaemonOptions {
@@ -15,6 +16,7 @@ fn sweeping(extra: &[&str]) -> DaemonOptions {
     args.extend(extra.iter().map(|s| s.to_string()));
     DaemonOptions {
         args,
+        env: vec![("RUST_LOG".into(), SWEEP_LOG.into())],
         ..DaemonOptions::default()
     }
 }
@@ -54,8 +56,9 @@ fn sweeper_leaves_root_overflow_and_unlisted_owners_alone() {
     let d = Daemon::start(&f, sweeping(&["--allow-uid", &a]));
     let line = wait_for_sweep(&d, &orphan);
     assert!(!orphan.exists());
-    // Two more passes for the others to have had their chance.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Two more full passes for the others to have had their chance (the
+    // first pass to end may have begun before).
+    d.wait_sweeps(d.sweeps() + 1, 2);
     for kept in [&root_dir, &overflow_dir, &stranger_dir] {
         assert!(kept.join("overlay.qcow2").exists(), "{kept:?} swept");
         assert!(sweep_ends(&d, kept).is_empty(), "{kept:?} audited");
@@ -87,6 +90,7 @@ fn emptied_but_unlinkable_top_is_audited_once() {
     let line = wait_for_sweep(&d, &top);
     assert_eq!(line["verdict"], "emptied", "{line}");
     assert!(top.exists(), "the owner removes the empty top");
-    std::thread::sleep(Duration::from_millis(3500));
+    // Three more passes, each of which used to audit it again.
+    d.wait_sweeps(d.sweeps(), 3);
     assert_eq!(sweep_ends(&d, &top).len(), 1, "{}", d.log());
 }

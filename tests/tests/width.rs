@@ -1,7 +1,6 @@
-//! Issue 8, attack 3: a wide directory of empty subdirectories is removed
+//! Wide directories: a directory of many empty subdirectories is removed
 //! completely and correctly, by a walk that reads each listing once (the
-//! timing against GNU rm is a measurement, in the issue's closing note,
-//! not a test).
+//! timing against GNU rm is a measurement, in BENCHMARKS.md, not a test).
 
 use vmrm::Outcome;
 use vmrm_tests::{require_root, tree, Daemon, DaemonOptions, Fixture};
@@ -31,7 +30,7 @@ fn a_wide_directory_of_empty_subdirectories_is_removed() {
     assert!(tree::entries(&top).is_none_or(|n| n == 0), "{outcome:?}");
 }
 
-/// Issue 8, attack 9: the fan-out used to keep up to 65,536 names per
+/// The attack: the fan-out used to keep up to 65,536 names per
 /// removal, so 4 concurrent removals of tops with 66,000 long-named
 /// subdirectories took the helper from 21 MB to 92 MB. Names now go to the
 /// workers in bounded batches.

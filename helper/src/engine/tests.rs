@@ -78,27 +78,10 @@ fn empties_a_mixed_tree_and_never_touches_link_targets() {
 }
 
 /// Builds a chain `d/d/d/...` of `depth` levels under `top` through fds, so
-/// no path ever exceeds PATH_MAX.
+/// no path ever exceeds PATH_MAX, with a file at the bottom.
 fn make_chain(top: &std::path::Path, depth: usize) {
-    let mut fd = open_dir(top);
-    for _ in 0..depth {
-        mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
-        fd = openat(
-            &fd,
-            "d",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
-    }
-    fs::write(
-        format!(
-            "/proc/self/fd/{}/leaf",
-            std::os::fd::AsRawFd::as_raw_fd(&fd)
-        ),
-        b"leaf",
-    )
-    .unwrap();
+    let bottom = vmrm_testkit::chain(top, depth, None);
+    vmrm_testkit::files(bottom.as_fd(), 1, "leaf");
 }
 
 #[test]

@@ -1,0 +1,340 @@
+//! The connection handler over a socket pair, without root and without the
+//! daemon: the handshake, every request, and every way a client can break
+//! the protocol (wrong version, message out of turn, oversize, truncated or
+//! garbage frames).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::task::JoinHandle;
+use tokio_util::codec::Framed;
+use vmrm_policy::oracle::NumericIds;
+use vmrm_policy::{Config, ConfigFile};
+use vmrm_proto::{
+    codec, decode, encode_payload, ClientMessage, DenyReason, Outcome, ProtocolErrorKind, Request,
+    ServerMessage, MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
+
+use super::serve;
+use crate::removal::PrefixDirs;
+use crate::service::{Policy, Service};
+
+/// Bounds every wait on the handler, so a hang fails instead of blocking.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A prefix (a fresh temporary directory) and the service whose policy has
+/// it as its only prefix.
+struct World {
+    _base: tempfile::TempDir,
+    prefix: PathBuf,
+    service: Arc<Service>,
+}
+
+impl World {
+    /// The test process's uid on the allow-list.
+    fn allowing_me() -> World {
+        World::allowing(rustix::process::geteuid().as_raw())
+    }
+
+    /// Only `uid` on the allow-list; short timeouts for the timeout tests.
+    fn allowing(uid: u32) -> World {
+        let base = tempfile::tempdir().unwrap();
+        let prefix = std::fs::canonicalize(base.path()).unwrap();
+        let text = format!(
+            "prefixes = [{prefix:?}]\nuser = 65534\nallow_uids = [{uid}]\n\
+             [limits]\nidle_timeout_secs = 2\nframe_timeout_secs = 1\n"
+        );
+        let file = ConfigFile::parse(&text, Path::new("connection_tests.toml")).unwrap();
+        let config = Config::load(file, &NumericIds).unwrap();
+        let prefixes = PrefixDirs::open(&config).unwrap();
+        World {
+            _base: base,
+            prefix,
+            service: Arc::new(Service::new(Policy { config, prefixes })),
+        }
+    }
+
+    /// A connection from this process, served by [`serve`] on its own task.
+    fn connect(&self) -> (UnixStream, JoinHandle<()>) {
+        let (server, client) = UnixStream::pair().unwrap();
+        let cred = server.peer_cred().unwrap();
+        let ticket = self
+            .service
+            .admission
+            .admit(self.service.account_of(cred.uid()))
+            .unwrap();
+        let served = tokio::spawn(serve(Arc::clone(&self.service), server, cred, ticket));
+        (client, served)
+    }
+
+    /// A connection that has completed the handshake.
+    async fn hello(&self) -> (Client, JoinHandle<()>) {
+        let (client, served) = self.connect();
+        let mut framed = Framed::new(client, codec());
+        send(&mut framed, &hello(PROTOCOL_VERSION)).await;
+        match receive(&mut framed).await {
+            Some(ServerMessage::Hello { version, server }) => {
+                assert_eq!(version, PROTOCOL_VERSION);
+                assert!(server.starts_with("vmrmd "), "{server}");
+            }
+            other => panic!("no hello: {other:?}"),
+        }
+        (framed, served)
+    }
+}
+
+type Client = Framed<UnixStream, tokio_util::codec::LengthDelimitedCodec>;
+
+fn hello(version: u16) -> ClientMessage {
+    ClientMessage::Hello { version }
+}
+
+async fn send(client: &mut Client, message: &ClientMessage) {
+    let payload = encode_payload(message).unwrap();
+    tokio::time::timeout(WAIT, client.send(Bytes::from(payload)))
+        .await
+        .expect("the handler did not take a frame")
+        .unwrap();
+}
+
+/// The next message, or `None` once the handler closed the connection.
+async fn receive(client: &mut Client) -> Option<ServerMessage> {
+    let frame = tokio::time::timeout(WAIT, client.next())
+        .await
+        .expect("no answer from the handler")?;
+    Some(decode(&frame.ok()?).unwrap())
+}
+
+/// Send `request` and return its outcome, checking the id is echoed.
+async fn ask(client: &mut Client, id: u64, request: Request) -> Outcome {
+    send(client, &ClientMessage::Request { id, request }).await;
+    match receive(client).await {
+        Some(ServerMessage::Response { id: got, outcome }) => {
+            assert_eq!(got, id);
+            outcome
+        }
+        other => panic!("no response: {other:?}"),
+    }
+}
+
+/// The handler's last word: an error of `kind`, then the connection closes
+/// and the handler's task ends.
+async fn expect_error_and_close(
+    client: &mut Client,
+    served: JoinHandle<()>,
+    kind: ProtocolErrorKind,
+) {
+    match receive(client).await {
+        Some(ServerMessage::Error { kind: got, message }) => {
+            assert_eq!(got, kind, "{message}");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected a {kind:?} error: {other:?}"),
+    }
+    assert!(
+        receive(client).await.is_none(),
+        "still open after the error"
+    );
+    tokio::time::timeout(WAIT, served).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_is_answered_with_the_version_and_the_server_name() {
+    let world = World::allowing_me();
+    let (mut client, served) = world.hello().await;
+    // A clean close between frames ends the handler quietly.
+    client.get_mut().shutdown().await.unwrap();
+    assert!(receive(&mut client).await.is_none());
+    tokio::time::timeout(WAIT, served).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_is_answered_with_pong_on_one_connection_many_times() {
+    let world = World::allowing_me();
+    let (mut client, _served) = world.hello().await;
+    for id in [1, 7, u64::MAX] {
+        match ask(&mut client, id, Request::Ping).await {
+            Outcome::Pong { server } => assert!(server.starts_with("vmrmd "), "{server}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_are_answered_and_count_the_removals() {
+    let world = World::allowing_me();
+    let (mut client, _served) = world.hello().await;
+    let before = match ask(&mut client, 1, Request::Stats).await {
+        Outcome::Stats(stats) => stats,
+        other => panic!("{other:?}"),
+    };
+    let gone = world.prefix.join("vm-00000000-gone0000");
+    let _ = ask(&mut client, 2, remove(&gone)).await;
+    match ask(&mut client, 3, Request::Stats).await {
+        Outcome::Stats(after) => assert!(
+            after.verdicts != before.verdicts,
+            "the removal was not counted: {before:?} then {after:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn remove(path: &Path) -> Request {
+    Request::Remove {
+        path: path.as_os_str().as_encoded_bytes().to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_of_the_peers_own_workdir_removes_it() {
+    let world = World::allowing_me();
+    let dir = world.prefix.join("vm-00000000-mine0000");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub/file"), b"x").unwrap();
+    let (mut client, _served) = world.hello().await;
+    match ask(&mut client, 1, remove(&dir)).await {
+        Outcome::Removed(stats) => assert_eq!(stats.entries, 3),
+        other => panic!("{other:?}"),
+    }
+    assert!(!dir.exists());
+    assert_eq!(ask(&mut client, 2, remove(&dir)).await, Outcome::NotFound);
+}
+
+/// A peer off the allow-list (here: the test's uid, with only another uid
+/// allowed) may connect and ping, but neither read stats nor remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_off_the_allow_list_is_denied_stats_and_removal() {
+    let me = rustix::process::geteuid().as_raw();
+    let world = World::allowing(if me == 61_001 { 61_002 } else { 61_001 });
+    let dir = world.prefix.join("vm-00000000-mine0000");
+    std::fs::create_dir(&dir).unwrap();
+    let (mut client, _served) = world.hello().await;
+    assert!(matches!(
+        ask(&mut client, 1, Request::Ping).await,
+        Outcome::Pong { .. }
+    ));
+    for (id, request) in [(2, Request::Stats), (3, remove(&dir))] {
+        match ask(&mut client, id, request).await {
+            Outcome::Denied { reason, .. } => assert_eq!(reason, DenyReason::PeerNotAllowed),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(dir.exists(), "a denied removal touched the tree");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_outside_the_prefixes_is_denied_and_the_connection_stays() {
+    let world = World::allowing_me();
+    let (mut client, _served) = world.hello().await;
+    match ask(&mut client, 1, remove(Path::new("/etc"))).await {
+        Outcome::Denied { reason, .. } => assert_eq!(reason, DenyReason::OutsidePrefixes),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        ask(&mut client, 2, Request::Ping).await,
+        Outcome::Pong { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_over_path_max_is_a_bad_request() {
+    let world = World::allowing_me();
+    let (mut client, _served) = world.hello().await;
+    let request = Request::Remove {
+        path: vec![b'a'; 4097],
+    };
+    assert!(matches!(
+        ask(&mut client, 1, request).await,
+        Outcome::BadRequest { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_protocol_version_is_refused() {
+    let world = World::allowing_me();
+    let (client, served) = world.connect();
+    let mut client = Framed::new(client, codec());
+    send(&mut client, &hello(PROTOCOL_VERSION + 1)).await;
+    expect_error_and_close(&mut client, served, ProtocolErrorKind::UnsupportedVersion).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_before_the_hello_is_unexpected() {
+    let world = World::allowing_me();
+    let (client, served) = world.connect();
+    let mut client = Framed::new(client, codec());
+    let ping = ClientMessage::Request {
+        id: 1,
+        request: Request::Ping,
+    };
+    send(&mut client, &ping).await;
+    expect_error_and_close(&mut client, served, ProtocolErrorKind::UnexpectedMessage).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_hello_is_unexpected() {
+    let world = World::allowing_me();
+    let (mut client, served) = world.hello().await;
+    send(&mut client, &hello(PROTOCOL_VERSION)).await;
+    expect_error_and_close(&mut client, served, ProtocolErrorKind::UnexpectedMessage).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_maximum_is_refused_before_it_is_read() {
+    let world = World::allowing_me();
+    let (mut raw, served) = world.connect();
+    // Only the length prefix: the handler must refuse on it alone.
+    let length = u32::try_from(MAX_FRAME_LEN + 1).unwrap();
+    raw.write_all(&length.to_be_bytes()).await.unwrap();
+    let mut client = Framed::new(raw, codec());
+    expect_error_and_close(&mut client, served, ProtocolErrorKind::FrameTooLarge).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_that_is_not_a_message_is_malformed() {
+    let world = World::allowing_me();
+    let (mut client, served) = world.hello().await;
+    tokio::time::timeout(WAIT, client.send(Bytes::from_static(&[0xff; 16])))
+        .await
+        .unwrap()
+        .unwrap();
+    expect_error_and_close(&mut client, served, ProtocolErrorKind::MalformedFrame).await;
+}
+
+/// A frame cut short and left so: the frame timeout (1 s here) ends it, so
+/// a client trickling bytes cannot hold its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_frame_left_open_times_out() {
+    let world = World::allowing_me();
+    let (mut raw, served) = world.connect();
+    let frame = vmrm_proto::encode(&hello(PROTOCOL_VERSION)).unwrap();
+    raw.write_all(&frame[..frame.len() - 1]).await.unwrap();
+    let mut client = Framed::new(raw, codec());
+    expect_error_and_close(&mut client, served, ProtocolErrorKind::Timeout).await;
+}
+
+/// A frame cut short by the client closing: nothing to answer, the handler
+/// ends without writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_frame_then_close_ends_the_connection() {
+    let world = World::allowing_me();
+    let (mut raw, served) = world.connect();
+    let frame = vmrm_proto::encode(&hello(PROTOCOL_VERSION)).unwrap();
+    raw.write_all(&frame[..frame.len() - 1]).await.unwrap();
+    raw.shutdown().await.unwrap();
+    let mut client = Framed::new(raw, codec());
+    assert!(receive(&mut client).await.is_none());
+    tokio::time::timeout(WAIT, served).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_with_a_timeout() {
+    let world = World::allowing_me();
+    let (mut client, served) = world.hello().await;
+    expect_error_and_close(&mut client, served, ProtocolErrorKind::Timeout).await;
+}
