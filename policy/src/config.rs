@@ -183,10 +183,10 @@ pub struct Limits {
     /// How many times one directory is listed again when it keeps getting
     /// new entries during removal, before the helper gives up on it.
     pub max_rounds: u32,
-    /// Directory levels below the top a removal descends, at most. Landlock
-    /// checks every removal by walking up to the rule's directory, so under
-    /// the sandbox a removal at depth d costs O(d) and a chain O(d²): this
-    /// bounds that work (8192 levels: seconds).
+    /// Directory levels below the top a removal descends, at most: an
+    /// operator's limit. The walk costs linear time at any depth (deep
+    /// subtrees are moved up under the top, so Landlock's check stays
+    /// short), so the default only keeps a removal well inside its deadline.
     pub max_depth: usize,
     /// Report bytes freed: before unlinking each regular file, open it
     /// `O_PATH` (never crossing a mount) and `fstat` it. Off by default: it
@@ -208,7 +208,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(5),
             max_rounds: 8,
-            max_depth: 8192,
+            max_depth: 1_000_000,
             count_bytes: false,
             removal_deadline: Duration::from_secs(600),
             no_progress: Duration::from_secs(30),
