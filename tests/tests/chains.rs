@@ -60,7 +60,10 @@ fn a_100000_level_chain_is_removed_under_the_sandbox_in_linear_time() {
         took.as_secs_f64() / rm.as_secs_f64()
     );
     // Generous: quadratic took minutes; linear is within a few times rm.
-    assert!(took < rm * 20 + Duration::from_secs(2), "{took:?} vs rm {rm:?}");
+    assert!(
+        took < rm * 20 + Duration::from_secs(2),
+        "{took:?} vs rm {rm:?}"
+    );
     assert!(rss < 32 * 1024, "{rss} KiB");
     // No chunk left behind anywhere in the prefix.
     assert_eq!(tree::entries(&prefix), Some(0));
@@ -133,7 +136,10 @@ fn a_foreign_directory_swapped_in_below_the_flattening_depth_is_not_moved() {
             e.file_name().to_string_lossy().starts_with(".vmrm-")
                 && e.metadata().is_ok_and(|m| m.uid() == ids::TENANT_B)
         });
-        assert!(!chunked, "round {round}: B's directory was moved into a chunk");
+        assert!(
+            !chunked,
+            "round {round}: B's directory was moved into a chunk"
+        );
         for p in [&top, &foreign] {
             let _ = fs::remove_dir_all(p);
         }
@@ -147,7 +153,6 @@ fn find(dir: &Path, name: &str) -> bool {
         return false;
     };
     entries.flatten().any(|e| {
-        e.file_name() == name
-            || (e.file_type().is_ok_and(|t| t.is_dir()) && find(&e.path(), name))
+        e.file_name() == name || (e.file_type().is_ok_and(|t| t.is_dir()) && find(&e.path(), name))
     })
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{mknodat, openat, FileType, Mode, OFlags, CWD};
 use vmrm::Outcome;
-use vmrm_proto::FailedOp;
 use vmrm_tests::{require_root, tree, Daemon, DaemonOptions, Fixture};
 
 /// vmrmd's peak resident memory must stay under this.

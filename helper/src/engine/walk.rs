@@ -33,7 +33,10 @@ use std::time::{Duration, Instant};
 use rustix::fs::{fstat, openat2, seek, unlinkat, AtFlags, FileType, Mode, OFlags, RawDir};
 use rustix::fs::{renameat_with, RenameFlags, ResolveFlags, SeekFrom};
 use rustix::io::Errno;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use vmrm_proto::FailedOp;
 
 use super::descend::{open_child, open_owned_child, pass_cap, reopen_parent, EnterError, Identity};
@@ -88,12 +91,18 @@ const CHUNK_TRIES: u32 = 8;
 /// The start of every chunk's name.
 const CHUNK_PREFIX: &str = ".vmrm-";
 
-/// Numbers chunk names, unique within this process.
+/// Numbers chunks, unique within this process.
 static NEXT_CHUNK: AtomicU64 = AtomicU64::new(0);
 
+/// The name of chunk `n`: the number hashed with a key random to this
+/// process, so a tenant watching its tree cannot predict the next names and
+/// take them all beforehand to make the walk descend in place (and pay
+/// Landlock's quadratic cost again).
 fn chunk_name(n: u64) -> CString {
-    // Digits and ASCII only: no NUL.
-    CString::new(format!("{CHUNK_PREFIX}{n}")).unwrap_or_default()
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    let hashed = KEY.get_or_init(RandomState::new).hash_one(n);
+    // Hex digits and ASCII only: no NUL.
+    CString::new(format!("{CHUNK_PREFIX}{hashed:016x}")).unwrap_or_default()
 }
 
 /// A subtree moved up to the top, to be emptied and removed from there.
@@ -507,7 +516,7 @@ impl Walk<'_> {
     ///
     /// Only ever into the walk's own top, so a moved subtree stays inside
     /// the tree being removed. `RENAME_NOREPLACE` never replaces an entry:
-    /// a taken name (the tenant's own `.vmrm-7`, or a concurrent removal's
+    /// a taken name (by chance the tenant's own, or a concurrent removal's
     /// chunk) just means another number. The rename goes by name, so the
     /// name may have been swapped since the open (for a symlink, a file,
     /// another user's directory): what arrived is checked against `id` and,
