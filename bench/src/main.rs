@@ -2,9 +2,10 @@
 //! run, and writes BENCHMARKS.md (and benchmarks.svg). Run as root through
 //! `scripts/bench.sh`, which installs what it needs first.
 //!
-//! `vmrm-bench [--quick] [--only typical|tenants|large] [--out DIR]`; `vmrm-bench worker SOCKET VMRM` is
+//! `vmrm-bench [--quick] [--only typical|tenants|large|engine] [--out DIR]`; `vmrm-bench worker SOCKET VMRM` is
 //! the unprivileged half, started by the benchmark itself.
 
+mod engine_rows;
 mod plot;
 mod setup;
 mod summary;
@@ -126,6 +127,11 @@ fn run(plan: &Plan, out: &Path) -> Result<(), String> {
     if wanted("large") {
         eprintln!("== large trees");
         (big, svg) = large(plan, &env, &sandboxed, &unsandboxed, &mut md, &mut targets)?;
+    }
+
+    if wanted("engine") {
+        eprintln!("== engine rows");
+        engine_rows::engine(plan, &env, &mut md, &mut targets)?;
     }
 
     let _ = writeln!(md, "## 4. The helper's memory and fds\n");
