@@ -101,7 +101,10 @@ pub fn engine(
          in the same run, alternating who goes first; ratio = median of per-pair ratios. \
          The machine is shared (2 cores): compare ratios, not absolute times.\n"
     );
-    let _ = writeln!(md, "| tree | vmrmd | GNU rm | vmrmd / rm |\n|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| tree | vmrmd | GNU rm | vmrmd / rm |\n|---|---|---|---|"
+    );
     let depths: &[usize] = if plan.million {
         &[10_000, 100_000]
     } else {
@@ -168,7 +171,10 @@ pub fn engine(
         thousands(dirs * files),
         thousands(dirs)
     );
-    let _ = writeln!(md, "| CPUs | vmrmd | GNU rm | vmrmd / rm |\n|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| CPUs | vmrmd | GNU rm | vmrmd / rm |\n|---|---|---|---|"
+    );
     let mut one_cpu = None;
     for cpus in ["0", "0,1"] {
         eprintln!("  cores {cpus}");
@@ -237,7 +243,13 @@ pub fn engine(
         }
         Ok(times.split_off(5))
     };
-    let names = ["true", "rm --version", "vmrm --version", "rm -rf", "vmrm rm"];
+    let names = [
+        "true",
+        "rm --version",
+        "vmrm --version",
+        "rm -rf",
+        "vmrm rm",
+    ];
     let mut times = Vec::new();
     for name in names {
         eprintln!("  start-up {name}");
