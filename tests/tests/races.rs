@@ -382,8 +382,8 @@ fn a_chunk_moved_out_during_removal_is_not_followed_up() {
     for sandbox in ["required", "off"] {
         let w = World::with_sandbox(&[], sandbox);
         let mut outcomes = Vec::new();
-        for round in 0..3 {
-            let top = deep_wide_chain(&w.f.sticky, 60, 100);
+        for round in 0..2 {
+            let top = deep_wide_chain(&w.f.sticky, 60, 40);
             let moved_to = w.f.outside.join(format!("moved-{round}"));
             let (outcome, _) = attack::during(
                 {
