@@ -510,9 +510,9 @@ fn large(
     let _ = writeln!(
         md,
         "Empty files (no data blocks), median of {} runs per cell (one for a million files on disk). \
-         \"vmrmd\" is the deployed configuration: Landlock makes every removal at depth d walk d \
-         directories up to its rule, so the chain is quadratic there (see SECURITY.md); \
-         its `max_depth` is raised to 20,000 for this row. The ratio is vmrmd / GNU rm, pair by pair.\n",
+         \"vmrmd\" is the deployed configuration (Landlock and seccomp); the walk moves subtrees \
+         deeper than 16 levels up under the top, so the chain is linear there too (see SECURITY.md). \
+         The ratio is vmrmd / GNU rm, pair by pair.\n",
         plan.reps
     );
     for (fs_name, prefix) in [("tmpfs", &env.tmpfs), ("disk", &env.ext4)] {
