@@ -2,11 +2,12 @@
 //! run, and writes BENCHMARKS.md (and benchmarks.svg). Run as root through
 //! `scripts/bench.sh`, which installs what it needs first.
 //!
-//! `vmrm-bench [--quick] [--only typical|tenants|large|fairness|python] [--out DIR]`;
+//! `vmrm-bench [--quick] [--only typical|tenants|large|fairness|python|engine] [--out DIR]`;
 //! `vmrm-bench worker SOCKET VMRM` is the unprivileged half, started by the
 //! benchmark itself. A run with `--only` prints its sections and leaves
 //! BENCHMARKS.md, which only a full run writes, alone.
 
+mod engine_rows;
 mod fairness;
 mod plot;
 mod python;
@@ -131,6 +132,11 @@ fn run(plan: &Plan, out: &Path) -> Result<(), String> {
     if wanted("large") {
         eprintln!("== large trees");
         (big, svg) = large(plan, &env, &sandboxed, &unsandboxed, &mut md, &mut targets)?;
+    }
+
+    if wanted("engine") {
+        eprintln!("== engine rows");
+        engine_rows::engine(plan, &env, &mut md, &mut targets)?;
     }
 
     // Section 4 reports the loads of sections 2 and 3.
@@ -535,9 +541,9 @@ fn large(
     let _ = writeln!(
         md,
         "Empty files (no data blocks), median of {} runs per cell (one for a million files on disk). \
-         \"vmrmd\" is the deployed configuration: Landlock makes every removal at depth d walk d \
-         directories up to its rule, so the chain is quadratic there (see SECURITY.md); \
-         its `max_depth` is raised to 20,000 for this row. The ratio is vmrmd / GNU rm, pair by pair.\n",
+         \"vmrmd\" is the deployed configuration (Landlock and seccomp); the walk moves subtrees \
+         deeper than 16 levels up under the top, so the chain is linear there too (see SECURITY.md). \
+         The ratio is vmrmd / GNU rm, pair by pair.\n",
         plan.reps
     );
     for (fs_name, prefix) in [("tmpfs", &env.tmpfs), ("disk", &env.ext4)] {

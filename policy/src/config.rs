@@ -180,9 +180,10 @@ settings! {
         /// Listings of a directory that keeps refilling during removal
         /// before giving up on it.
         max_rounds: Count<u32> = 8, flag "max-rounds" "N", reload;
-        /// Directory levels below the top a removal descends, at most
-        /// (under Landlock a removal at depth d costs O(d): this bounds it).
-        max_depth: Count<usize> = 8192, flag "max-depth" "N", reload;
+        /// Directory levels below the top a removal descends, at most: an
+        /// operator's limit (the walk is linear at any depth: deep subtrees
+        /// are moved up under the top, so Landlock's check stays short).
+        max_depth: Count<usize> = 1_000_000, flag "max-depth" "N", reload;
         /// Report bytes freed: fstat each regular file (opened O_PATH, never
         /// crossing a mount) before unlinking it, at about half again the
         /// time on directories of small files (true or false).
@@ -674,7 +675,7 @@ pub(crate) mod tests {
         );
         assert_eq!(l.idle_timeout(), Duration::from_secs(300));
         assert_eq!(l.frame_timeout(), Duration::from_secs(5));
-        assert_eq!((l.max_rounds(), l.max_depth()), (8, 8192));
+        assert_eq!((l.max_rounds(), l.max_depth()), (8, 1_000_000));
         assert!(!l.count_bytes());
         assert_eq!(l.removal_deadline(), Duration::from_secs(600));
         assert_eq!(l.no_progress(), Duration::from_secs(30));

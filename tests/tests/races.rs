@@ -326,6 +326,162 @@ fn a_tree_that_keeps_growing_ends_with_a_truthful_report() {
     clear(&[top]);
 }
 
+/// A chain deep enough to be flattened (issue 13), each level `width`
+/// files wide; returns the top.
+fn deep_wide_chain(prefix: &Path, levels: usize, width: usize) -> PathBuf {
+    let top = tree::empty_workdir(prefix, 0);
+    let mut level = top.clone();
+    for _ in 0..levels {
+        level.push("d");
+        fill(&level, width);
+    }
+    top
+}
+
+/// The chunks (`.vmrm-*`) directly under `top` right now.
+fn chunks(top: &Path) -> Vec<PathBuf> {
+    fs::read_dir(top)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".vmrm-"))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Symlinks swapped in, in a loop, for the directory the walk moves up to
+/// a chunk (17 levels below the top) and for chunks themselves: the walk
+/// never follows one, and never moves anything out of the tree.
+#[test]
+#[ignore = "needs root"]
+fn symlink_swaps_at_the_flattening_depth_never_reach_outside_the_tree() {
+    require_root();
+    let w = World::new(&["--max-rounds", "4"]);
+    let mut swaps = 0;
+    for round in 0..4 {
+        let top = deep_wide_chain(&w.f.sticky, 40, 50);
+        let mut victim = top.clone();
+        for _ in 0..17 {
+            victim.push("d");
+        }
+        let decoy = PathBuf::from(format!("{}.lnk", victim.display()));
+        symlink(w.f.outside.join("target"), &decoy).unwrap();
+        let target = w.f.outside.join("target");
+        let (outcome, n) = {
+            let (v, d, t, root) = (victim.clone(), decoy.clone(), target.clone(), top.clone());
+            attack::during(
+                move || {
+                    let mut hit = exchange(&v, &d);
+                    // And a chunk itself, when there is one.
+                    if let Some(c) = chunks(&root).first() {
+                        let _ = fs::remove_file(root.join("lnk"));
+                        let _ = symlink(&t, root.join("lnk"));
+                        hit |= exchange(c, &root.join("lnk"));
+                    }
+                    hit
+                },
+                || w.d.client().remove(&top).unwrap(),
+            )
+        };
+        swaps += n;
+        w.assert_intact();
+        if matches!(outcome, Outcome::Removed(_)) {
+            assert!(!top.exists(), "round {round}: removed but {top:?} is there");
+        }
+        clear(&[top.clone(), decoy, w.f.sticky.join("lnk")]);
+    }
+    eprintln!("flattening-depth symlink swaps: {swaps} swaps, canaries intact");
+    assert!(swaps > 0);
+}
+
+/// A chunk moved out of the tree (outside the prefixes) while the walk is
+/// inside it: the walk never climbs out through `..` into `outside`, and
+/// nothing there but the moved chunk's own entries is touched.
+#[test]
+#[ignore = "needs root"]
+fn a_chunk_moved_out_during_removal_is_not_followed_up() {
+    require_root();
+    for sandbox in ["required", "off"] {
+        let w = World::with_sandbox(&[], sandbox);
+        let mut outcomes = Vec::new();
+        let mut moves = 0;
+        for round in 0..2 {
+            let top = deep_wide_chain(&w.f.sticky, 60, 40);
+            let moved_to = w.f.outside.join(format!("moved-{round}"));
+            let (outcome, n) = attack::during(
+                {
+                    let (top, moved_to) = (top.clone(), moved_to.clone());
+                    move || {
+                        !moved_to.exists()
+                            && chunks(&top)
+                                .first()
+                                .is_some_and(|c| fs::rename(c, &moved_to).is_ok())
+                    }
+                },
+                || w.d.client().remove(&top).unwrap(),
+            );
+            w.assert_intact();
+            if matches!(outcome, Outcome::Removed(_)) {
+                assert!(!top.exists(), "{}", summary(&outcome));
+            }
+            moves += n;
+            outcomes.push(format!("{} moved={}", summary(&outcome), moved_to.exists()));
+            clear(&[top, moved_to]);
+        }
+        eprintln!("moved-chunk rounds ({sandbox}): {outcomes:?}");
+        assert!(
+            moves > 0,
+            "no chunk was ever moved out: the race did not run"
+        );
+    }
+}
+
+/// A tenant that keeps adding entries to the chunks and taking names under
+/// the top: the removal ends truthfully, within its limits.
+#[test]
+#[ignore = "needs root"]
+fn a_tree_growing_into_its_chunks_ends_with_a_truthful_report() {
+    require_root();
+    let w = World::new(&["--max-rounds", "3", "--removal-deadline", "5"]);
+    let top = deep_wide_chain(&w.f.sticky, 200, 5);
+    let started = Instant::now();
+    let (outcome, _) = attack::during(
+        {
+            let top = top.clone();
+            let mut i = 0u64;
+            move || {
+                let mut hit = false;
+                for c in chunks(&top) {
+                    hit |= fs::write(c.join(format!("g{i}")), b"").is_ok();
+                }
+                hit |= fs::create_dir(top.join(format!(".vmrm-{i:016x}"))).is_ok();
+                i += 1;
+                hit
+            }
+        },
+        || w.d.client().remove(&top).unwrap(),
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "removal took {took:?}");
+    w.assert_intact();
+    match &outcome {
+        Outcome::Removed(_) => assert!(!top.exists()),
+        Outcome::Failed { failures, .. } => assert!(
+            failures
+                .iter()
+                .all(|f| matches!(f.op, FailedOp::KeptGrowing | FailedOp::Limit)
+                    // The client's own rmdir of the emptied top (the
+                    // helper lacks CAP_FOWNER in the sticky prefix), refilled.
+                    || (f.op == FailedOp::Rmdir && f.errno == 39)),
+            "{}",
+            summary(&outcome)
+        ),
+        other => panic!("{}", summary(other)),
+    }
+    eprintln!("growing into chunks: {took:?}, {}", summary(&outcome));
+    clear(&[top]);
+}
+
 /// An outcome in one short line: verdict, counts, failure ops and errnos.
 fn summary(outcome: &Outcome) -> String {
     match outcome {

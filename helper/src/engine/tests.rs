@@ -252,18 +252,23 @@ fn names_over_the_budget_fall_back_to_cookies_and_miss_nothing() {
 fn a_walk_that_removes_nothing_for_too_long_ends_with_no_progress() {
     let base = tempfile::tempdir().unwrap();
     let top = base.path().join("vm-stuck");
-    // A deep chain below the depth limit: descending removes nothing.
-    fs::create_dir_all(top.join("c")).unwrap();
-    make_chain(&top.join("c"), 2_000);
+    // Subdirectories the walk may not enter (another owner, invariant 8),
+    // each holding a file: it meets them one by one and removes nothing.
+    // (A deep chain used to do this; the walk now removes as it goes.)
+    for d in 0..600 {
+        let dir = top.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("f"), b"").unwrap();
+    }
     let fd = open_dir(&top);
     let mut report = Report::default();
     let mut opts = options(8);
-    opts.max_depth = 1_000;
+    opts.owners = Owners::new(vmrm_policy::Uid(4242), &[]);
     opts.no_progress = Duration::ZERO;
     assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
-    assert_eq!(report.failures.len(), 1, "{report:?}");
-    assert_eq!(report.failures[0].op, FailedOp::NoProgress);
-    assert_eq!(report.failures[0].errno, 0);
+    let last = report.failures.last().unwrap();
+    assert_eq!(last.op, FailedOp::NoProgress, "{report:?}");
+    assert_eq!(last.errno, 0);
     assert_eq!(report.stats.entries, 0);
 }
 
@@ -289,4 +294,32 @@ fn a_passed_deadline_stops_the_fan_out_too() {
     );
     assert!(!report.failures.is_empty());
     assert!(count_entries(&top) > 0);
+}
+
+#[test]
+fn a_deep_chain_is_moved_up_in_chunks_and_removed_with_its_depth_counted() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-chunks");
+    fs::create_dir(&top).unwrap();
+    make_chain(&top, 1_000);
+    // The tenant's own entry that looks like a chunk: an ordinary entry.
+    fs::create_dir(top.join(".vmrm-0")).unwrap();
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    assert!(
+        empty_tree(fd.as_fd(), &options(4), &mut report),
+        "{report:?}"
+    );
+    assert_eq!(count_entries(&top), 0);
+
+    // The same chain against a depth limit: it counts levels as built.
+    make_chain(&top, 1_000);
+    let mut report = Report::default();
+    let mut opts = options(4);
+    opts.max_depth = 300;
+    assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    assert_eq!(report.failures[0].op, FailedOp::Limit);
+    // Levels 1..=300 are still there (a chunk holds the part below 16).
+    assert_eq!(count_entries(&top), 1);
 }

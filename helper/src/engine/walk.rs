@@ -15,17 +15,31 @@
 //! the first subdirectory and re-reading its listing from the cookie after
 //! it when it comes back. Memory is one listing buffer, the budget, and one
 //! small frame per level, whatever the width.
+//!
+//! Deep trees are flattened as they go: Landlock checks each operation by
+//! walking from its directory up to the rule (the prefix), so an operation
+//! at depth *d* costs O(*d*) and a chain would be quadratic. When the walk
+//! is about to descend [`FLATTEN_AT`] levels below its top, it first moves
+//! the child (a directory it opened and checked) up to a new uniquely named
+//! entry of the top, a *chunk*, and deals with it from there later. Every
+//! operation then stays within [`FLATTEN_AT`] levels of the top, so a chain
+//! costs linear time and constant memory; `max_depth` still counts levels
+//! as the tenant built them.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{fstat, openat2, seek, unlinkat, AtFlags, FileType, Mode, OFlags, RawDir};
-use rustix::fs::{ResolveFlags, SeekFrom};
+use rustix::fs::{renameat_with, RenameFlags, ResolveFlags, SeekFrom};
 use rustix::io::Errno;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use vmrm_proto::FailedOp;
 
-use super::descend::{open_owned_child, pass_cap, reopen_parent, EnterError, Identity};
+use super::descend::{open_child, open_owned_child, pass_cap, reopen_parent, EnterError, Identity};
 use super::descend::{Opened, ReopenError};
 use super::{Owners, Report};
 
@@ -59,6 +73,46 @@ const LISTING_BUFFER: usize = 32 * 1024;
 /// fit; beyond it a frame falls back to re-reading from a cookie.
 pub(super) const PENDING_BUDGET: usize = 128 * 1024;
 
+/// Levels below its top the walk descends in place; a directory deeper than
+/// that is first moved up to a chunk directly under the top. Under Landlock
+/// every operation costs time in proportion to its distance from the
+/// prefix, so this bounds that cost; it is below the fd ring, so a chain is
+/// never re-opened through `..` either.
+pub(super) const FLATTEN_AT: usize = 16;
+
+/// Chunks waiting to be dealt with, at most (16 bytes each). Over this the
+/// walk descends in place, as it did before flattening.
+const MAX_CHUNKS: usize = 8192;
+
+/// Names a chunk move tries when its name is taken (by the tenant, or by a
+/// concurrent removal of the same tree) before descending in place.
+const CHUNK_TRIES: u32 = 8;
+
+/// The start of every chunk's name.
+const CHUNK_PREFIX: &str = ".vmrm-";
+
+/// Numbers chunks, unique within this process.
+static NEXT_CHUNK: AtomicU64 = AtomicU64::new(0);
+
+/// The name of chunk `n`: the number hashed with a key random to this
+/// process, so a tenant watching its tree cannot predict the next names and
+/// take them all beforehand to make the walk descend in place (and pay
+/// Landlock's quadratic cost again).
+fn chunk_name(n: u64) -> CString {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    let hashed = KEY.get_or_init(RandomState::new).hash_one(n);
+    // Hex digits and ASCII only: no NUL.
+    CString::new(format!("{CHUNK_PREFIX}{hashed:016x}")).unwrap_or_default()
+}
+
+/// A subtree moved up to the top, to be emptied and removed from there.
+struct Moved {
+    /// Its name under the top is `chunk_name(n)`.
+    n: u64,
+    /// Its depth below the top where the tenant built it.
+    level: usize,
+}
+
 /// How often (in entries and descents) the clock is checked.
 const CLOCK_CHECK_EVERY: u32 = 256;
 
@@ -69,6 +123,9 @@ struct Frame {
     id: Identity,
     /// Its name in the parent (empty for the top).
     name: CString,
+    /// Levels below the top where the tenant built it (moving it up to a
+    /// chunk does not change this), for `max_depth`.
+    level: usize,
     /// The d_off cookie after the last entry consumed: where a re-opened fd
     /// resumes its listing.
     cookie: u64,
@@ -91,11 +148,19 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(fd: Slot, id: Identity, name: CString, round: u32, pass_cap: u64) -> Frame {
+    fn new(
+        fd: Slot,
+        id: Identity,
+        name: CString,
+        level: usize,
+        round: u32,
+        pass_cap: u64,
+    ) -> Frame {
         Frame {
             fd,
             id,
             name,
+            level,
             cookie: 0,
             seek: false,
             listed: false,
@@ -130,13 +195,21 @@ enum Chunk {
 /// Returns `true` when nothing is left inside.
 pub fn empty_tree(top: BorrowedFd<'_>, options: &WalkOptions, report: &mut Report) -> bool {
     let cap = pass_cap(fstat(top).map_or(0, |st| st.st_size));
-    let mut first = Frame::new(Slot::Top, Identity::default(), CString::default(), 0, cap);
+    let mut first = Frame::new(
+        Slot::Top,
+        Identity::default(),
+        CString::default(),
+        0,
+        0,
+        cap,
+    );
     // The caller may have listed the top already: always seek.
     first.seek = true;
     let now = Instant::now();
     let mut walk = Walk {
         top,
         stack: vec![first],
+        chunks: Vec::new(),
         first_open: 0,
         buf: Vec::with_capacity(LISTING_BUFFER),
         pending_bytes: 0,
@@ -154,6 +227,8 @@ pub fn empty_tree(top: BorrowedFd<'_>, options: &WalkOptions, report: &mut Repor
 struct Walk<'a> {
     top: BorrowedFd<'a>,
     stack: Vec<Frame>,
+    /// Subtrees moved up to the top, not yet dealt with (newest last).
+    chunks: Vec<Moved>,
     /// Frames below this index hold `Slot::Closed` (or are the top).
     first_open: usize,
     buf: Vec<u8>,
@@ -199,6 +274,16 @@ impl Walk<'_> {
     fn run(&mut self) -> bool {
         loop {
             let depth = self.stack.len() - 1;
+            // At the top, chunks come first: the listing or the pending
+            // names may hold a chunk too, but by then it is gone (ENOENT).
+            if depth == 0 {
+                if let Some(chunk) = self.chunks.pop() {
+                    if !self.enter_chunk(chunk) {
+                        return false;
+                    }
+                    continue;
+                }
+            }
             if let Some(name) = self.pop_pending(depth) {
                 // Among siblings, try `rmdir` first: in a wide directory of
                 // empty subdirectories that is all each one costs. An only
@@ -397,18 +482,90 @@ impl Walk<'_> {
         true
     }
 
-    /// Open the child `name` of the current directory and make it current.
+    /// Open the child `name` of the current directory and make it current,
+    /// or, [`FLATTEN_AT`] levels below the top, move it up to a chunk.
     fn descend(&mut self, name: CString) {
         let depth = self.stack.len() - 1;
-        if depth >= self.options.max_depth {
+        let level = self.stack[depth].level;
+        if level >= self.options.max_depth {
             self.fail_here(depth, Some(&name), FailedOp::Limit, Errno::NAMETOOLONG);
             return;
         }
         let parent = self.fd_of(depth);
         match open_owned_child(parent, &name, &self.options.owners) {
-            Ok(opened) => self.push(opened, name, 0),
+            Ok(opened) => {
+                if depth >= FLATTEN_AT && self.chunks.len() < MAX_CHUNKS {
+                    if let Some(n) = self.move_up(depth, &name, opened.id) {
+                        self.chunks.push(Moved {
+                            n,
+                            level: level + 1,
+                        });
+                        return;
+                    }
+                }
+                self.push(opened, name, level + 1, 0);
+            }
             Err(e) => self.not_entered(depth, name, e),
         }
+    }
+
+    /// Move the child `name` of the directory at `depth`, which the walk
+    /// has opened and checked as `id` (owner included, invariant 8), up to
+    /// a new chunk directly under the top. Returns the chunk's number, or
+    /// `None` to descend in place.
+    ///
+    /// Only ever into the walk's own top, so a moved subtree stays inside
+    /// the tree being removed. `RENAME_NOREPLACE` never replaces an entry:
+    /// a taken name (by chance the tenant's own, or a concurrent removal's
+    /// chunk) just means another number. The rename goes by name, so the
+    /// name may have been swapped since the open (for a symlink, a file,
+    /// another user's directory): what arrived is checked against `id` and,
+    /// if it is anything else, moved back where it was.
+    fn move_up(&self, depth: usize, name: &CStr, id: Identity) -> Option<u64> {
+        let parent = self.fd_of(depth);
+        for _ in 0..CHUNK_TRIES {
+            let n = NEXT_CHUNK.fetch_add(1, Ordering::Relaxed);
+            let chunk = chunk_name(n);
+            match renameat_with(parent, name, self.top, &chunk, RenameFlags::NOREPLACE) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => continue,
+                // EXDEV: a Landlock without REFER (or a mount in between);
+                // anything else: descend in place, as without flattening.
+                Err(_) => return None,
+            }
+            let arrived = open_child(self.top, &chunk)
+                .and_then(|fd| Identity::of(fd.as_fd()))
+                .ok();
+            if arrived == Some(id) {
+                return Some(n);
+            }
+            // Not what we checked: put it back (NOREPLACE: if the name was
+            // taken again meanwhile, it stays a chunk, and is met as an
+            // ordinary entry of the top, owner check and all).
+            let _ = renameat_with(self.top, &chunk, parent, name, RenameFlags::NOREPLACE);
+            return None;
+        }
+        None
+    }
+
+    /// Open a chunk under the top and make it current. Returns `false` when
+    /// the walk must stop.
+    fn enter_chunk(&mut self, chunk: Moved) -> bool {
+        let name = chunk_name(chunk.n);
+        if let Some((op, errno)) = self.clock.tick(self.options, self.report.stats.entries) {
+            let path = rel(&self.stack, 0, Some(&name));
+            self.report.fail(op, errno, || path);
+            self.stack[0].failed = true;
+            return false;
+        }
+        // Checked again like any entry of the top: the chunk was moved as
+        // a directory we had checked, but the tenant can rename entries of
+        // its own top.
+        match open_owned_child(self.top, &name, &self.options.owners) {
+            Ok(opened) => self.push(opened, name, chunk.level, 0),
+            Err(e) => self.not_entered(0, name, e),
+        }
+        true
     }
 
     /// A child that could not be entered: say why, or deal with it.
@@ -441,10 +598,10 @@ impl Walk<'_> {
         }
     }
 
-    fn push(&mut self, opened: Opened, name: CString, round: u32) {
+    fn push(&mut self, opened: Opened, name: CString, level: usize, round: u32) {
         let Opened { fd, id, pass_cap } = opened;
         self.stack
-            .push(Frame::new(Slot::Open(fd), id, name, round, pass_cap));
+            .push(Frame::new(Slot::Open(fd), id, name, level, round, pass_cap));
         self.first_open = self.first_open.max(1);
         // Frames [first_open, len) are open; close the shallowest when over.
         // Its identity is known from the `fstat` at open.
@@ -511,7 +668,7 @@ impl Walk<'_> {
                 if child.round + 1 < self.options.max_rounds =>
             {
                 match open_owned_child(parent, &child.name, &self.options.owners) {
-                    Ok(opened) => self.push(opened, child.name, child.round + 1),
+                    Ok(opened) => self.push(opened, child.name, child.level, child.round + 1),
                     Err(e) => self.not_entered(depth, child.name, e),
                 }
             }

@@ -1,5 +1,5 @@
-//! Landlock: the only filesystem access left is listing and removing beneath
-//! the prefixes, removing the socket vmrmd bound, and reading its config
+//! Landlock: the only filesystem access left is listing, removing and moving
+//! directories beneath the prefixes, removing the socket vmrmd bound, and reading its config
 //! file and the user and group databases (for SIGHUP reloads). No TCP.
 
 use landlock::{
@@ -38,7 +38,16 @@ pub(super) fn restrict(reach: &Reach, required: bool) -> Result<String, SandboxE
     } else {
         CompatLevel::BestEffort
     };
-    let remove = AccessFs::ReadDir | AccessFs::RemoveDir | AccessFs::RemoveFile;
+    // Listing and removing, plus moving a directory within the prefixes
+    // (REFER, MAKE_DIR at the destination): the walk moves deep subtrees up
+    // under their top so that Landlock's check, which walks up to the rule,
+    // costs O(16) per operation instead of O(depth). SECURITY.md argues why
+    // this widening is safe.
+    let remove = AccessFs::ReadDir
+        | AccessFs::RemoveDir
+        | AccessFs::RemoveFile
+        | AccessFs::Refer
+        | AccessFs::MakeDir;
     let read_file = AccessFs::ReadFile;
     let mut ruleset = Ruleset::default()
         .set_compatibility(level)

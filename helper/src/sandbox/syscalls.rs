@@ -1,7 +1,7 @@
 //! seccomp: an allow-list of the syscalls vmrmd makes once serving (the
 //! async runtime, its blocking pool, the deletion engine, logging, and
 //! sd_notify). Anything else fails with EPERM: no exec, no ptrace, no
-//! chmod/chown, no rename or link, no mount, no setuid, no network but
+//! chmod/chown, no link, no rename but RENAME_NOREPLACE, no mount, no setuid, no network but
 //! AF_UNIX.
 
 use std::collections::BTreeMap;
@@ -126,6 +126,18 @@ pub(super) fn restrict() -> Result<String, SandboxError> {
     .and_then(|c| SeccompRule::new(vec![c]))
     .map_err(SandboxError::SeccompBuild)?;
     rules.insert(libc::SYS_socket, vec![unix_only]);
+    // renameat2(2) with RENAME_NOREPLACE only: the walk moves deep subtrees
+    // up under their top (Landlock confines it to the prefixes); never a
+    // rename that replaces or exchanges an entry.
+    let noreplace_only = SeccompCondition::new(
+        4,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        u64::from(libc::RENAME_NOREPLACE),
+    )
+    .and_then(|c| SeccompRule::new(vec![c]))
+    .map_err(SandboxError::SeccompBuild)?;
+    rules.insert(libc::SYS_renameat2, vec![noreplace_only]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),
@@ -137,6 +149,6 @@ pub(super) fn restrict() -> Result<String, SandboxError> {
     seccompiler::apply_filter(&program).map_err(SandboxError::SeccompApply)?;
     Ok(format!(
         "allow-list of {} syscalls",
-        ALLOWED.len() + ALLOWED_ARCH.len() + 1
+        ALLOWED.len() + ALLOWED_ARCH.len() + 2
     ))
 }

@@ -1,0 +1,279 @@
+//! Section "engine" (issue 13): deep chains under the deployed sandbox, a
+//! flat directory with and without byte counting, how a wide tree scales
+//! with cores (`taskset`), and what `vmrm rm` as a process spends on
+//! start-up. Every row is a ratio against GNU rm measured in the same run.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::setup::{sibling, Daemon, Env};
+use crate::summary::{median, median_ratio, show};
+use crate::{remove_via, thousands, trees, Plan};
+
+/// Time GNU `rm -rf` on `top`, optionally pinned with `taskset -c cpus`.
+fn gnu_rm(top: &Path, cpus: Option<&str>) -> Option<Duration> {
+    let mut cmd = match cpus {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", c, "rm"]);
+            cmd
+        }
+        None => Command::new("rm"),
+    };
+    let t = Instant::now();
+    let ok = cmd.arg("-rf").arg(top).status().is_ok_and(|s| s.success());
+    let took = t.elapsed();
+    (ok && !top.exists()).then_some(took)
+}
+
+fn via(daemon: &Daemon, top: &Path) -> Option<Duration> {
+    let t = Instant::now();
+    let ok = remove_via(&daemon.socket, top);
+    let took = t.elapsed();
+    (ok && !top.exists()).then_some(took)
+}
+
+/// Pin every thread of `pid` to `cpus`.
+fn pin(pid: u32, cpus: &str) -> Result<(), String> {
+    let ok = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(()).ok_or_else(|| "taskset failed".into())
+}
+
+/// Pairs of (vmrm, rm) times, alternating who goes first.
+fn pairs(
+    reps: usize,
+    build: impl Fn() -> std::path::PathBuf,
+    mut ours: impl FnMut(&Path) -> Option<Duration>,
+    mut theirs: impl FnMut(&Path) -> Option<Duration>,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for k in 0..2 {
+            let top = build();
+            let took = if (rep + k) % 2 == 0 {
+                ours(&top)
+            } else {
+                theirs(&top)
+            };
+            let took = took.ok_or_else(|| format!("{} was not removed", top.display()))?;
+            if (rep + k) % 2 == 0 {
+                a.push(took);
+            } else {
+                b.push(took);
+            }
+        }
+    }
+    Ok((a, b))
+}
+
+fn row(md: &mut String, name: &str, ours: &[Duration], rm: &[Duration]) -> f64 {
+    let ratio = median_ratio(ours, rm);
+    let _ = writeln!(
+        md,
+        "| {name} | {} | {} | {ratio:.2}x |",
+        show(median(ours)),
+        show(median(rm))
+    );
+    ratio
+}
+
+pub fn engine(
+    plan: &Plan,
+    env: &Env,
+    md: &mut String,
+    targets: &mut Vec<String>,
+) -> Result<(), String> {
+    // As deployed (default limits), and the same with byte counting on.
+    let deployed = Daemon::start(env, "vmrmd-engine", &[])?;
+    let counting = Daemon::start(env, "vmrmd-count", &["--count-bytes", "true"])?;
+    let reps = plan.reps.max(3);
+    let prefix = &env.tmpfs;
+    let _ = writeln!(md, "## 5. Engine rows (issue 13)\n");
+    let _ = writeln!(
+        md,
+        "tmpfs; vmrmd as deployed (sandboxed, default limits); GNU `rm -rf` on the same tree shape \
+         in the same run, alternating who goes first; ratio = median of per-pair ratios. \
+         The machine is shared (2 cores): compare ratios, not absolute times.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| tree | vmrmd | GNU rm | vmrmd / rm |\n|---|---|---|---|"
+    );
+    let depths: &[usize] = if plan.million {
+        &[10_000, 100_000]
+    } else {
+        &[10_000, 30_000]
+    };
+    for &depth in depths {
+        eprintln!("  chain {depth}");
+        let (ours, rm) = pairs(
+            reps,
+            || trees::chain(prefix, depth),
+            |t| via(&deployed, t),
+            |t| gnu_rm(t, None),
+        )?;
+        let name = format!("{}-level chain, sandboxed", thousands(depth));
+        let ratio = row(md, &name, &ours, &rm);
+        if depth == 100_000 {
+            targets.push(crate::target(
+                "100,000-level chain under the sandbox ≤ 2x GNU rm",
+                format!("{ratio:.2}x"),
+                ratio <= 2.0,
+            ));
+        }
+    }
+    eprintln!("  flat");
+    let flat = 100_000;
+    let (ours, rm) = pairs(
+        reps,
+        || trees::wide(prefix, 0, flat),
+        |t| via(&deployed, t),
+        |t| gnu_rm(t, None),
+    )?;
+    row(
+        md,
+        &format!("{} files in one directory", thousands(flat)),
+        &ours,
+        &rm,
+    );
+    let (ours, rm) = pairs(
+        reps,
+        || trees::wide(prefix, 0, flat),
+        |t| via(&counting, t),
+        |t| gnu_rm(t, None),
+    )?;
+    row(
+        md,
+        &format!(
+            "{} files in one directory, `count_bytes = true`",
+            thousands(flat)
+        ),
+        &ours,
+        &rm,
+    );
+
+    // Cores: the whole helper (every thread) and rm pinned to 1 or 2 CPUs.
+    let (dirs, files) = if plan.million {
+        (1_000, 1_000)
+    } else {
+        (100, 1_000)
+    };
+    let _ = writeln!(
+        md,
+        "\n**Scaling with cores** ({} files in {} directories, tmpfs; helper pinned with \
+         `taskset -a -p`, rm with `taskset -c`):\n",
+        thousands(dirs * files),
+        thousands(dirs)
+    );
+    let _ = writeln!(
+        md,
+        "| CPUs | vmrmd | GNU rm | vmrmd / rm |\n|---|---|---|---|"
+    );
+    let mut one_cpu = None;
+    for cpus in ["0", "0,1"] {
+        eprintln!("  cores {cpus}");
+        pin(deployed.pid(), cpus)?;
+        let (ours, rm) = pairs(
+            plan.reps.clamp(1, 3),
+            || trees::wide(prefix, dirs, files),
+            |t| via(&deployed, t),
+            |t| gnu_rm(t, Some(cpus)),
+        )?;
+        let n = cpus.split(',').count();
+        row(md, &n.to_string(), &ours, &rm);
+        match one_cpu {
+            None => one_cpu = Some(median(&ours)),
+            Some(one) => {
+                let _ = writeln!(
+                    md,
+                    "\nvmrmd on 2 CPUs takes {:.2}x its time on 1.\n",
+                    median(&ours).as_secs_f64() / Duration::as_secs_f64(&one)
+                );
+            }
+        }
+    }
+    pin(deployed.pid(), "0-63").or_else(|_| pin(deployed.pid(), "0,1"))?;
+
+    // CLI start-up: the process alone, then the process removing an empty
+    // workdir, against the same for rm (as root, through the deployed helper).
+    let vmrm = sibling("vmrm");
+    let n = if plan.million { 200 } else { 50 };
+    let run = |what: &str| -> Result<Vec<Duration>, String> {
+        let mut times = Vec::new();
+        for _ in 0..n + 5 {
+            let top = trees::wide(prefix, 0, 0);
+            let mut cmd = match what {
+                "true" => Command::new("true"),
+                "rm --version" => {
+                    let mut c = Command::new("rm");
+                    c.arg("--version");
+                    c
+                }
+                "vmrm --version" => {
+                    let mut c = Command::new(&vmrm);
+                    c.arg("--version");
+                    c
+                }
+                "rm -rf" => {
+                    let mut c = Command::new("rm");
+                    c.arg("-rf").arg(&top);
+                    c
+                }
+                _ => {
+                    let mut c = Command::new(&vmrm);
+                    c.arg("--socket").arg(&deployed.socket).arg("rm").arg(&top);
+                    c
+                }
+            };
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            let t = Instant::now();
+            let ok = cmd.status().is_ok_and(|s| s.success());
+            let took = t.elapsed();
+            if !ok {
+                return Err(format!("{what} failed"));
+            }
+            let _ = std::fs::remove_dir(&top);
+            times.push(took);
+        }
+        Ok(times.split_off(5))
+    };
+    let names = [
+        "true",
+        "rm --version",
+        "vmrm --version",
+        "rm -rf",
+        "vmrm rm",
+    ];
+    let mut times = Vec::new();
+    for name in names {
+        eprintln!("  start-up {name}");
+        times.push(run(name)?);
+    }
+    let _ = writeln!(
+        md,
+        "\n**CLI start-up** (median of {n} runs, removing an empty workdir where it says so):\n"
+    );
+    let _ = writeln!(md, "| process | median |\n|---|---|");
+    for (name, t) in names.iter().zip(&times) {
+        let _ = writeln!(md, "| `{name}` | {} |", show(median(t)));
+    }
+    let ratio = median(&times[4]).as_secs_f64() / median(&times[3]).as_secs_f64();
+    let _ = writeln!(
+        md,
+        "\n`vmrm rm` / `rm -rf` = **{ratio:.2}x**; start-up alone (`--version`): vmrm {} vs rm {}.\n",
+        show(median(&times[2])),
+        show(median(&times[1]))
+    );
+    targets.push(crate::target(
+        "`vmrm rm` as a process ≤ 1.2x `rm -rf` as a process (empty workdir)",
+        format!("{ratio:.2}x"),
+        ratio <= 1.2,
+    ));
+    Ok(())
+}
