@@ -158,30 +158,34 @@ fn symlink_swap_loops_never_reach_outside_the_tree() {
     assert!(swaps > 0, "no symlink swap succeeded in {rounds} rounds");
 }
 
+/// A subtree moved out of the tree (outside the prefixes) while the walk is
+/// inside it (CVE-2002-0435). The walk holds an fd for every level it is in
+/// (deeper levels are moved up under the top, so the stack never outgrows
+/// the fd ring) and never climbs through `..`, so it cannot reach the moved
+/// subtree's new siblings: the canaries next to it stay intact. Sandboxed,
+/// Landlock also refuses every change at the subtree's new place.
 #[test]
 #[ignore = "needs root"]
 fn a_subtree_moved_out_during_removal_is_not_followed_up() {
     require_root();
-    // Sandboxed, Landlock refuses every step outside the prefixes; without
-    // the sandbox, the identity check on `..` alone must stop the walk.
-    moved_out(World::new(&[]), Errno::EACCES);
-    moved_out(World::with_sandbox(&[], "off"), Errno::EXDEV);
+    moved_out(World::new(&[]), true);
+    moved_out(World::with_sandbox(&[], "off"), false);
 }
 
-fn moved_out(w: World, errno: Errno) {
+fn moved_out(w: World, sandboxed: bool) {
     let mut outcomes = Vec::new();
     for round in 0..3 {
-        // Deeper than the helper's fd ring, so it must re-open parents
-        // through `..` and notice the move (CVE-2002-0435).
+        // Above the depth where the walk moves subtrees up, so the
+        // subtree is still where the tenant built it.
         let top = tree::empty_workdir(&w.f.sticky, 0);
-        tree::chain(&top, 120);
+        tree::chain(&top, 12);
         let mut bottom = top.clone();
-        for _ in 0..120 {
+        for _ in 0..12 {
             bottom.push("d");
         }
         fill(&bottom, 20_000);
         let mut middle = top.clone();
-        for _ in 0..40 {
+        for _ in 0..6 {
             middle.push("d");
         }
         let moved_to = w.f.outside.join(format!("moved-{round}"));
@@ -210,23 +214,23 @@ fn moved_out(w: World, errno: Errno) {
             "round {round}: the move did not happen mid-walk: {}",
             summary(&outcome)
         );
-        // The helper must have stopped at the moved directory instead of
-        // climbing into `outside`. (Sandboxed, Landlock also refused every
-        // unlink in the subtree's new place outside the prefixes: EACCES.)
         match &outcome {
+            // Sandboxed, Landlock refused the walk's changes at the
+            // subtree's new place outside the prefixes.
             Outcome::Failed { failures, .. } => assert!(
-                failures
-                    .iter()
-                    .any(|f| f.op == FailedOp::Moved && f.errno == errno as i32),
-                "round {round}: no `moved` failure with {errno} among {:?}",
-                failures.iter().map(|f| (f.op, f.errno)).collect::<Vec<_>>()
+                sandboxed && failures.iter().any(|f| f.errno == Errno::EACCES as i32),
+                "round {round}: {}",
+                summary(&outcome)
             ),
-            other => panic!("round {round}: moved mid-walk but {}", summary(other)),
+            // Unsandboxed, the walk finished the tenant's own subtree
+            // through the fds it held; the workdir itself is gone.
+            Outcome::Removed(_) => assert!(!top.exists(), "round {round}: top still there"),
+            other => panic!("round {round}: {}", summary(other)),
         }
         outcomes.push(summary(&outcome));
         clear(&[top, moved_to]);
     }
-    eprintln!("moved-subtree rounds: {outcomes:?}");
+    eprintln!("moved-subtree rounds (sandboxed: {sandboxed}): {outcomes:?}");
 }
 
 #[test]
@@ -234,10 +238,11 @@ fn moved_out(w: World, errno: Errno) {
 fn a_deep_subdirectory_moved_to_the_top_is_handled() {
     require_root();
     let w = World::new(&[]);
+    // Above the depth where the walk moves subtrees up itself.
     let top = tree::empty_workdir(&w.f.sticky, 0);
-    tree::chain(&top, 80);
+    tree::chain(&top, 14);
     let mut deep = top.clone();
-    for _ in 0..60 {
+    for _ in 0..10 {
         deep.push("d");
     }
     fill(&deep, 20_000);
