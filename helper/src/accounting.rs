@@ -119,6 +119,7 @@ impl SubordinateIds {
         self.ranges.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
