@@ -11,6 +11,7 @@ mod config;
 mod denial;
 mod grammar;
 mod ids;
+#[cfg(any(test, feature = "testing"))]
 pub mod oracle;
 mod prefix;
 mod tenancy;
