@@ -10,6 +10,7 @@
 //!   names its files, and cleans it up idempotently.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cli")]
 pub mod args;
 mod blocking;
 mod error;
