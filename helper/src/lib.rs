@@ -14,7 +14,6 @@ pub(crate) mod connection;
 pub(crate) mod daemon;
 pub(crate) mod engine;
 pub(crate) mod fair_queue;
-pub(crate) mod ids;
 pub(crate) mod listener;
 pub(crate) mod logging;
 pub(crate) mod notify;
@@ -29,6 +28,7 @@ pub(crate) mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub(crate) mod trusted;
+pub(crate) mod user_database;
 
 /// The command line; xtask renders its man page from it.
 pub use cli::Cli;

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use crate::accounting::{Account, SubordinateIds};
 use crate::admission::Admission;
 use crate::fair_queue::FairQueue;
-use crate::ids::SystemIds;
+use crate::user_database::SystemIds;
 use vmrm_policy::{Config, Limits};
 
 use crate::removal::PrefixDirs;

@@ -13,8 +13,8 @@ use rustix::fs::{openat, Mode, OFlags, CWD};
 use vmrm_policy::{Config, ConfigFile, SandboxMode};
 
 use crate::engine::{self, Report, TopRemoval, WalkOptions};
-use crate::ids::SystemIds;
 use crate::sandbox::{self, Reach};
+use crate::user_database::SystemIds;
 
 /// What [`remove_in_sandbox`] did.
 #[derive(Debug)]

@@ -10,7 +10,7 @@
 mod config;
 mod denial;
 mod grammar;
-mod ids;
+mod kernel_ids;
 #[cfg(any(test, feature = "testing"))]
 pub mod oracle;
 mod prefix;
@@ -23,6 +23,6 @@ pub use config::{
 };
 pub use denial::Denial;
 pub use grammar::{check_name, Target};
-pub use ids::{Gid, Uid, OVERFLOW_GID, OVERFLOW_UID};
+pub use kernel_ids::{Gid, Uid, OVERFLOW_GID, OVERFLOW_UID};
 pub use prefix::{Prefix, PrefixError};
 pub use tenancy::{authorize_owner, authorize_peer, authorize_sweep, PeerCredentials};
