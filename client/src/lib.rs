@@ -9,6 +9,7 @@
 //! - [`WorkDir`] creates a VM's `vm-<id8>-XXXXXXXX` directory (mode 0700),
 //!   names its files, and cleans it up idempotently.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 #[cfg(feature = "cli")]
 pub mod args;

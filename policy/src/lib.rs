@@ -6,6 +6,7 @@
 //! `fstat` of an opened fd) into the values these functions judge; every
 //! verdict is `#[must_use]` so a caller cannot forget to act on a denial.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod config;
 mod denial;

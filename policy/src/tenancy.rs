@@ -8,7 +8,9 @@ use crate::{Config, Denial, Gid, Uid, OVERFLOW_UID};
 /// (SO_PEERCRED), never as the peer claims it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerCredentials {
+    /// The peer's effective uid.
     pub uid: Uid,
+    /// The peer's effective gid.
     pub gid: Gid,
     /// For the audit log only: pids are reused, so they prove nothing.
     pub pid: Option<i32>,
