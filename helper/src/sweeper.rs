@@ -146,7 +146,7 @@ impl SweepState {
     ) -> Option<Swept> {
         // Same opening rules as a request: no symlink, no mount point.
         let top = engine::open_top(prefix, name).ok()?;
-        let owner = Uid(top.owner);
+        let owner = top.owner;
         // The attack: root's, the overflow uid's and never-vmrm users'
         // `vm-*` directories were emptied. Only owners a request would be
         // served for are swept.
@@ -172,7 +172,7 @@ impl SweepState {
         let started = Instant::now();
         // The same rule as a request by the owner: enter only the owner's
         // and the runners' directories (invariant 8).
-        let owners = Owners::new(Uid(top.owner), &policy.config.runner_users);
+        let owners = Owners::new(top.owner, &policy.config.runner_users);
         let outcome = remove_opened(&policy.config.limits, &owners, prefix, name, &top);
         let took = started.elapsed();
         audit::removal(actor, Some(removal), &path, &outcome, took);

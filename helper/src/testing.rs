@@ -68,7 +68,7 @@ pub fn remove_in_sandbox(
         fd_ring: 8,
         max_depth: 64,
         count_bytes: false,
-        owners: engine::Owners::new(vmrm_policy::Uid(top.owner), &[]),
+        owners: engine::Owners::new(top.owner, &[]),
         no_progress: Duration::from_secs(30),
     };
     let mut report = Report::default();

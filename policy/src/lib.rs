@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[allow(missing_docs)] // TEMP
 mod config;
 mod denial;
 mod grammar;
@@ -24,6 +25,6 @@ pub use config::{
 };
 pub use denial::Denial;
 pub use grammar::{check_name, Target};
-pub use kernel_ids::{Gid, Uid, OVERFLOW_GID, OVERFLOW_UID};
+pub use kernel_ids::{Gid, Pid, Uid, OVERFLOW_GID, OVERFLOW_UID};
 pub use prefix::{Prefix, PrefixError};
 pub use tenancy::{authorize_owner, authorize_peer, authorize_sweep, PeerCredentials};

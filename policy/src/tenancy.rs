@@ -2,7 +2,7 @@
 
 use vmrm_proto::DenyReason;
 
-use crate::{Config, Denial, Gid, Uid, OVERFLOW_UID};
+use crate::{Config, Denial, Gid, Pid, Uid, OVERFLOW_UID};
 
 /// A peer's identity as the kernel recorded it when it connected
 /// (SO_PEERCRED), never as the peer claims it.
@@ -13,7 +13,7 @@ pub struct PeerCredentials {
     /// The peer's effective gid.
     pub gid: Gid,
     /// For the audit log only: pids are reused, so they prove nothing.
-    pub pid: Option<i32>,
+    pub pid: Option<Pid>,
 }
 
 /// May this peer use the helper at all? The overflow uid never may: it stands
@@ -108,7 +108,7 @@ mod tests {
         PeerCredentials {
             uid: Uid(uid),
             gid: Gid(gid),
-            pid: Some(1),
+            pid: Some(Pid(1)),
         }
     }
 
