@@ -11,6 +11,7 @@ use crate::{Gid, Prefix, PrefixError, Uid};
 
 /// Read when `--config` is not given; its absence means built-in defaults.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/vmrm/vmrmd.toml";
+/// Where vmrmd listens unless configured otherwise.
 pub const DEFAULT_SOCKET: &str = vmrm_proto::DEFAULT_SOCKET;
 /// Anyone may connect: every request is still judged by the peer's kernel
 /// credentials and directory ownership. Narrow with `socket_mode`,
@@ -18,6 +19,7 @@ pub const DEFAULT_SOCKET: &str = vmrm_proto::DEFAULT_SOCKET;
 pub const DEFAULT_SOCKET_MODE: u32 = 0o666;
 /// The system temp dir, where `mkdtemp` puts VM workdirs.
 pub const DEFAULT_PREFIX: &str = "/tmp";
+/// What a workdir's name starts with: `vm-`, as `mkdtemp(prefix="vm-<id8>-")` makes it.
 pub const DEFAULT_NAME_PREFIX: &str = "vm-";
 /// The user vmrmd switches to when started as root: a dedicated system
 /// account, so that no other process shares its uid (a process of the same
@@ -66,7 +68,9 @@ pub const DEFAULT_SUBUID_FILE: &str = "/etc/subuid";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum IdSpec {
+    /// A numeric id, used as is.
     Id(u32),
+    /// A name, looked up in the user database.
     Name(String),
 }
 
@@ -94,6 +98,7 @@ impl std::fmt::Display for IdSpec {
 pub trait IdResolver {
     /// The uid and primary gid of a user.
     fn user(&self, spec: &IdSpec) -> Option<(Uid, Gid)>;
+    /// The gid of a group.
     fn group(&self, spec: &IdSpec) -> Option<Gid>;
 }
 
@@ -129,19 +134,32 @@ impl std::str::FromStr for SandboxMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// `socket` (see [`Config::socket`]).
     pub socket: Option<PathBuf>,
+    /// `socket_mode` (see [`Config::socket_mode`]).
     pub socket_mode: Option<u32>,
+    /// `socket_group` (see [`Config::socket_group`]).
     pub socket_group: Option<IdSpec>,
+    /// `prefixes` (see [`Config::prefixes`]).
     pub prefixes: Option<Vec<PathBuf>>,
+    /// `name_prefix` (see [`Config::name_prefix`]).
     pub name_prefix: Option<String>,
+    /// `allow_uids` (see [`Config::allow_uids`]).
     pub allow_uids: Option<Vec<IdSpec>>,
+    /// `allow_groups` (see [`Config::allow_groups`]).
     pub allow_groups: Option<Vec<IdSpec>>,
+    /// `user` (see [`Config::user`]).
     pub user: Option<IdSpec>,
+    /// `runner_users` (see [`Config::runner_users`]).
     pub runner_users: Option<Vec<IdSpec>>,
+    /// `sandbox` (see [`Config::sandbox`]).
     pub sandbox: Option<SandboxMode>,
+    /// `subuid_file` (see [`Config::subuid_file`]).
     pub subuid_file: Option<PathBuf>,
+    /// `[limits]`: caps and timeouts.
     #[serde(default)]
     pub limits: LimitsFile,
+    /// `[sweep]`: the orphan sweeper.
     #[serde(default)]
     pub sweep: SweepFile,
 }
@@ -150,16 +168,27 @@ pub struct ConfigFile {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
+    /// [`Limits::max_connections`].
     pub max_connections: Option<usize>,
+    /// [`Limits::max_connections_per_uid`].
     pub max_connections_per_uid: Option<usize>,
+    /// [`Limits::max_concurrent_removals`].
     pub max_concurrent_removals: Option<usize>,
+    /// [`Limits::max_removals_per_uid`].
     pub max_removals_per_uid: Option<usize>,
+    /// [`Limits::idle_timeout`], in seconds.
     pub idle_timeout_secs: Option<u64>,
+    /// [`Limits::frame_timeout`], in seconds.
     pub frame_timeout_secs: Option<u64>,
+    /// [`Limits::max_rounds`].
     pub max_rounds: Option<u32>,
+    /// [`Limits::max_depth`].
     pub max_depth: Option<usize>,
+    /// [`Limits::count_bytes`].
     pub count_bytes: Option<bool>,
+    /// [`Limits::removal_deadline`], in seconds.
     pub removal_deadline_secs: Option<u64>,
+    /// [`Limits::no_progress`], in seconds.
     pub no_progress_secs: Option<u64>,
 }
 
@@ -167,8 +196,11 @@ pub struct LimitsFile {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepFile {
+    /// [`SweepConfig::interval`], in seconds.
     pub interval_secs: Option<u64>,
+    /// [`SweepConfig::grace`], in seconds.
     pub grace_secs: Option<u64>,
+    /// [`SweepConfig::max_candidates`].
     pub max_candidates: Option<usize>,
 }
 
@@ -254,10 +286,15 @@ impl Default for SweepConfig {
 /// A configuration that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The socket's path.
     pub socket: PathBuf,
+    /// The socket's permission bits, set at bind.
     pub socket_mode: u32,
+    /// The socket's group, set at bind; `None` keeps vmrmd's own.
     pub socket_group: Option<Gid>,
+    /// The directories workdirs are removed from.
     pub prefixes: Vec<Prefix>,
+    /// What a removable directory's name starts with.
     pub name_prefix: String,
     /// Empty means no uid restriction (see [`crate::authorize_peer`]).
     pub allow_uids: Vec<Uid>,
@@ -273,20 +310,26 @@ pub struct Config {
     /// only directories below the top a removal enters (invariant 8).
     /// Empty (the default) means only the peer's own directories.
     pub runner_users: Vec<Uid>,
+    /// Whether the self-sandbox must be in force.
     pub sandbox: SandboxMode,
     /// Subordinate uid ranges (`owner:start:count`, as `newuidmap` reads
     /// them): a peer uid inside a range is charged to the range's owner.
     pub subuid_file: PathBuf,
+    /// Caps and timeouts.
     pub limits: Limits,
+    /// The orphan sweeper.
     pub sweep: SweepConfig,
 }
 
 /// Why a configuration is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config file {path:?}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the kernel answered.
         #[source]
         source: std::io::Error,
     },
@@ -295,43 +338,60 @@ pub enum ConfigError {
     /// (`/etc/shadow` through a link) must not be echoed into a log.
     #[error("config file {path:?} is not valid at line {line}, column {column}: {message}")]
     Parse {
+        /// The file.
         path: PathBuf,
+        /// Where the error is: line (from 1).
         line: usize,
+        /// Where the error is: column (from 1).
         column: usize,
+        /// The parser's message, redacted.
         message: String,
     },
+    /// The socket path is relative.
     #[error("socket path {0:?} must be absolute")]
     SocketNotAbsolute(PathBuf),
+    /// The socket path does not fit a Unix socket address.
     #[error("socket path {0:?} is longer than the 107 bytes a Unix socket address holds")]
     SocketTooLong(PathBuf),
+    /// `socket_mode` has bits beyond the permission bits.
     #[error("socket_mode {0:#o} is not a permission mode (at most 0o777)")]
     SocketMode(u32),
+    /// The prefix list is empty.
     #[error("no prefixes configured")]
     NoPrefixes,
+    /// A prefix is refused.
     #[error(transparent)]
     Prefix(#[from] PrefixError),
+    /// `name_prefix` breaks the name grammar.
     #[error(
         "name_prefix {0:?} must be 1 to 64 characters of [A-Za-z0-9._-], not starting with `.`"
     )]
     NamePrefix(String),
+    /// A user the user database does not know.
     #[error("unknown user {0}")]
     UnknownUser(IdSpec),
+    /// A group the user database does not know.
     #[error("unknown group {0}")]
     UnknownGroup(IdSpec),
+    /// `user` is root.
     #[error("user {0} resolves to uid 0; vmrmd must not keep running as root")]
     RootUser(IdSpec),
+    /// A runner user the user database does not know.
     #[error(
         "unknown runner user {0} in runner_users: create it, or remove it from the list \
          (an empty list lets removals enter only the requesting user's own directories)"
     )]
     UnknownRunner(IdSpec),
+    /// A runner user that is root or the overflow uid.
     #[error(
         "runner user {0} resolves to uid {1}, which must never be a runner \
          (root owns the system; the overflow uid stands for any unmapped id)"
     )]
     BadRunner(IdSpec, Uid),
+    /// A limit set to 0.
     #[error("{0} must be at least 1")]
     ZeroLimit(&'static str),
+    /// Every problem found, when there are several.
     #[error("{} problems:{}", .0.len(), .0.iter().map(|e| format!("\n  - {e}")).collect::<String>())]
     Several(Vec<ConfigError>),
 }
