@@ -26,6 +26,7 @@ pub(crate) mod stats;
 pub(crate) mod sweeper;
 pub(crate) mod sys;
 #[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod testing;
 pub(crate) mod trusted;
 pub(crate) mod user_database;

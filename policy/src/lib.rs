@@ -13,6 +13,7 @@ mod denial;
 mod grammar;
 mod kernel_ids;
 #[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
 pub mod oracle;
 mod prefix;
 mod tenancy;
