@@ -40,7 +40,7 @@ mod session;
 mod tokio_client;
 mod workdir;
 
-pub use blocking::Client;
+pub use blocking::{Client, PendingRemoval};
 pub use error::ClientError;
 pub use session::{default_socket, ClientOptions, SocketOrigin, SOCKET_ENV};
 #[cfg(feature = "tokio")]
