@@ -17,7 +17,7 @@ pub fn median(samples: &[Duration]) -> Duration {
     quantile(samples, 0.5)
 }
 
-/// The median of ratios a[i]/b[i], pair by pair (same iteration, same
+/// The median of ratios `a[i]/b[i]`, pair by pair (same iteration, same
 /// moment of machine noise).
 pub fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
     let mut ratios: Vec<f64> = a

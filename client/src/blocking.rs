@@ -29,6 +29,7 @@ impl Client {
         Client::with_options(ClientOptions::default())
     }
 
+    /// A client with these options; it connects on its first request.
     pub fn with_options(options: ClientOptions) -> Client {
         Client {
             options,
@@ -37,6 +38,7 @@ impl Client {
         }
     }
 
+    /// The socket it connects to.
     pub fn socket(&self) -> &Path {
         &self.options.socket
     }

@@ -11,44 +11,81 @@ use crate::session::SocketOrigin;
 /// vmrmd could not be reached, or did not answer as the protocol says.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// connect(2) to the socket failed: vmrmd is not running, or the socket
+    /// does not admit this user.
     #[error(
         "cannot connect to vmrmd at {socket:?} ({origin}): {source}; {hint}",
         hint = connect_hint(source)
     )]
     Connect {
+        /// The socket's path.
         socket: PathBuf,
+        /// Where the path came from.
         origin: SocketOrigin,
+        /// What the kernel answered.
         #[source]
         source: io::Error,
     },
     /// The helper is at a connection limit and said which; a later attempt
     /// may succeed.
     #[error("vmrmd at {socket:?} is busy: {message}; retry later")]
-    Busy { socket: PathBuf, message: String },
+    Busy {
+        /// The socket's path.
+        socket: PathBuf,
+        /// vmrmd's explanation.
+        message: String,
+    },
+    /// Reading from or writing to the connection failed.
     #[error("connection to vmrmd at {socket:?} failed: {source}")]
     Io {
+        /// The socket's path.
         socket: PathBuf,
+        /// What the kernel answered.
         #[source]
         source: io::Error,
     },
+    /// A wait ran out (see [`crate::ClientOptions`]).
     #[error("no answer from vmrmd at {socket:?} within {secs}s")]
-    Timeout { socket: PathBuf, secs: u64 },
+    Timeout {
+        /// The socket's path.
+        socket: PathBuf,
+        /// How long the wait was, in seconds.
+        secs: u64,
+    },
+    /// vmrmd closed the connection before answering.
     #[error("vmrmd at {socket:?} closed the connection")]
-    Closed { socket: PathBuf },
+    Closed {
+        /// The socket's path.
+        socket: PathBuf,
+    },
+    /// vmrmd sent a frame that does not decode.
     #[error("bad frame from vmrmd at {socket:?}: {source}")]
     Frame {
+        /// The socket's path.
         socket: PathBuf,
+        /// Why it was refused.
         #[source]
         source: FrameError,
     },
+    /// vmrmd ended the connection with a protocol error (a version it does
+    /// not speak, an idle timeout, a frame it refused).
     #[error("vmrmd at {socket:?} refused the connection ({kind:?}): {message}")]
     Refused {
+        /// The socket's path.
         socket: PathBuf,
+        /// The error's code.
         kind: ProtocolErrorKind,
+        /// vmrmd's explanation.
         message: String,
     },
+    /// vmrmd answered with a message that does not fit the request.
     #[error("vmrmd at {socket:?} sent an unexpected message: {what}")]
-    Unexpected { socket: PathBuf, what: String },
+    Unexpected {
+        /// The socket's path.
+        socket: PathBuf,
+        /// What arrived.
+        what: String,
+    },
 }
 
 impl ClientError {

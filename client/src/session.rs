@@ -57,6 +57,7 @@ impl std::fmt::Display for SocketOrigin {
 /// How a client reaches the helper and how long it waits.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
+    /// The helper's socket.
     pub socket: PathBuf,
     /// Where `socket` came from; named when the helper cannot be reached.
     pub socket_origin: SocketOrigin,
@@ -81,6 +82,7 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
+    /// The defaults, with this socket.
     pub fn with_socket(socket: impl Into<PathBuf>) -> Self {
         ClientOptions {
             socket: socket.into(),

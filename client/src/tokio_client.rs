@@ -32,10 +32,12 @@ pub struct AsyncClient {
 }
 
 impl AsyncClient {
+    /// A client for `$VMRM_SOCKET` or the default socket.
     pub fn new() -> AsyncClient {
         AsyncClient::with_options(ClientOptions::default())
     }
 
+    /// A client with these options; it connects on its first request.
     pub fn with_options(options: ClientOptions) -> AsyncClient {
         AsyncClient {
             options,
@@ -43,6 +45,7 @@ impl AsyncClient {
         }
     }
 
+    /// The socket it connects to.
     pub fn socket(&self) -> &Path {
         &self.options.socket
     }
@@ -71,6 +74,7 @@ impl AsyncClient {
         }
     }
 
+    /// Is the helper there? Returns its version string.
     pub async fn ping(&self) -> Result<String, ClientError> {
         match self.call(Request::Ping).await? {
             Outcome::Pong { server } => Ok(server),
@@ -78,6 +82,7 @@ impl AsyncClient {
         }
     }
 
+    /// The helper's counters since it started, or its refusal to show them.
     pub async fn stats(&self) -> Result<Result<Stats, Outcome>, ClientError> {
         match self.call(Request::Stats).await? {
             Outcome::Stats(s) => Ok(Ok(s)),

@@ -34,16 +34,26 @@ const NAME_LEN: usize = 3 + 8 + 1 + 8;
 /// Why a working directory could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkDirError {
+    /// The vm id has no letter or digit to build the name from.
     #[error("vm id {0:?} has no character of [A-Za-z0-9] to name the directory with")]
     BadVmId(String),
+    /// The base directory is too long for the sockets inside to be bound.
     #[error(
         "socket paths under {base:?} would be {len} bytes, over the {SUN_PATH_MAX}-byte limit of a \
          Unix socket address; use a shorter base directory"
     )]
-    SocketPathTooLong { base: PathBuf, len: usize },
+    SocketPathTooLong {
+        /// The base directory asked for.
+        base: PathBuf,
+        /// The longest socket path's length, in bytes.
+        len: usize,
+    },
+    /// The kernel refused to create the directory.
     #[error("cannot create a working directory in {base:?}: {source}")]
     Create {
+        /// The base directory asked for.
         base: PathBuf,
+        /// What the kernel answered.
         #[source]
         source: io::Error,
     },
@@ -53,21 +63,31 @@ pub enum WorkDirError {
 /// called again.
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
+    /// Removing with the caller's own rights failed (a refused permission
+    /// is not this error: it hands the removal to vmrmd).
     #[error("cannot remove {path:?}: {source}")]
     Local {
+        /// The working directory.
         path: PathBuf,
+        /// What the kernel answered.
         #[source]
         source: io::Error,
     },
     #[error("cannot remove {path:?}: vmrmd unreachable: {source}")]
+    /// vmrmd could not be asked, or did not answer.
     Helper {
+        /// The working directory.
         path: PathBuf,
+        /// What went wrong talking to vmrmd.
         #[source]
         source: ClientError,
     },
     #[error("cannot remove {path:?}: vmrmd answered {outcome:?}")]
+    /// vmrmd answered, and the directory is still there.
     Refused {
+        /// The working directory.
         path: PathBuf,
+        /// vmrmd's answer.
         outcome: Box<Outcome>,
     },
 }
@@ -201,6 +221,7 @@ impl WorkDir {
         WorkDir::builder(vm_id).create()
     }
 
+    /// The vm id the directory was named after.
     pub fn vm_id(&self) -> &str {
         &self.vm_id
     }
@@ -217,6 +238,7 @@ impl WorkDir {
             .unwrap_or_else(|| self.path.join(OVERLAY))
     }
 
+    /// QEMU's serial console log.
     pub fn console_log(&self) -> PathBuf {
         self.path.join(CONSOLE_LOG)
     }
@@ -246,6 +268,8 @@ impl WorkDir {
         self.uses_helper
     }
 
+    /// Send cleanup through vmrmd (`true`) or try the caller's own rights
+    /// first (`false`).
     pub fn set_uses_helper(&mut self, yes: bool) {
         self.uses_helper = yes;
     }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
-use vmrm_policy::{IdResolver, IdSpec};
+use vmrm_policy::{IdResolver, IdSpec, Uid};
 
 /// The uid whose caps a connection or removal counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,7 +103,7 @@ impl SubordinateIds {
     }
 
     /// The account `uid` is charged to.
-    pub fn account_of(&self, uid: u32) -> Account {
+    pub fn account_of(&self, Uid(uid): Uid) -> Account {
         // The last range starting at or before uid; overlapping ranges are
         // a misconfiguration newuidmap would honour either way, so the
         // first owner found is as good as any.
@@ -119,6 +119,7 @@ impl SubordinateIds {
         self.ranges.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
@@ -150,13 +151,13 @@ mod tests {
             &Ids,
         );
         assert_eq!(map.len(), 2);
-        assert_eq!(map.account_of(100_000), Account(1001));
-        assert_eq!(map.account_of(165_535), Account(1001));
-        assert_eq!(map.account_of(165_536), Account(1002));
-        assert_eq!(map.account_of(231_071), Account(1002));
-        assert_eq!(map.account_of(231_072), Account(231_072));
-        assert_eq!(map.account_of(1001), Account(1001));
-        assert_eq!(map.account_of(99_999), Account(99_999));
+        assert_eq!(map.account_of(Uid(100_000)), Account(1001));
+        assert_eq!(map.account_of(Uid(165_535)), Account(1001));
+        assert_eq!(map.account_of(Uid(165_536)), Account(1002));
+        assert_eq!(map.account_of(Uid(231_071)), Account(1002));
+        assert_eq!(map.account_of(Uid(231_072)), Account(231_072));
+        assert_eq!(map.account_of(Uid(1001)), Account(1001));
+        assert_eq!(map.account_of(Uid(99_999)), Account(99_999));
     }
 
     #[test]

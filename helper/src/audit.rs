@@ -45,7 +45,13 @@ impl Actor<'_> {
     /// known, nothing invented.
     fn fields(&self) -> ActorFields {
         match self {
-            Actor::Peer(p, id) => (Some(p.uid.0), Some(p.gid.0), p.pid, Some(*id), None),
+            Actor::Peer(p, id) => (
+                Some(p.uid.0),
+                Some(p.gid.0),
+                p.pid.map(|p| p.0),
+                Some(*id),
+                None,
+            ),
             Actor::Sweep { owner } => (None, None, None, None, Some(owner.0)),
         }
     }

@@ -12,7 +12,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::time::timeout;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError};
-use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials, Uid};
+use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials, Pid, Uid};
 use vmrm_proto::{
     codec, decode, encode_payload, ClientMessage, FrameError, Outcome, ProtocolErrorKind, Request,
     RequestId, ServerMessage, PROTOCOL_VERSION,
@@ -60,16 +60,16 @@ pub async fn serve(service: Arc<Service>, stream: UnixStream, cred: UCred, _tick
     let peer = PeerCredentials {
         uid: Uid(cred.uid()),
         gid: Gid(cred.gid()),
-        pid: cred.pid(),
+        pid: cred.pid().map(Pid),
     };
     let groups: Vec<Gid> = match sys::peer_groups(stream.as_fd()) {
-        Ok(g) => g.into_iter().map(Gid).collect(),
+        Ok(g) => g,
         Err(e) => {
             tracing::warn!(error = %e, peer_uid = peer.uid.0, "cannot read peer groups");
             Vec::new()
         }
     };
-    let account = service.account_of(peer.uid.0);
+    let account = service.account_of(peer.uid);
     let (read, write) = stream.into_split();
     let mut conn = Conn {
         service,
@@ -81,7 +81,7 @@ pub async fn serve(service: Arc<Service>, stream: UnixStream, cred: UCred, _tick
     };
     let end = conn.run().await;
     if let ReadEnd::Protocol(kind, message) = end {
-        tracing::info!(peer_uid = conn.peer.uid.0, peer_pid = conn.peer.pid.unwrap_or(0), ?kind, %message, "closing connection");
+        tracing::info!(peer_uid = conn.peer.uid.0, peer_pid = conn.peer.pid.map_or(0, |p| p.0), ?kind, %message, "closing connection");
         let _ = conn.send(&ServerMessage::Error { kind, message }).await;
     }
 }

@@ -66,7 +66,7 @@ impl World {
         let ticket = self
             .service
             .admission
-            .admit(self.service.account_of(cred.uid()))
+            .admit(self.service.account_of(vmrm_policy::Uid(cred.uid())))
             .unwrap();
         let served = tokio::spawn(serve(Arc::clone(&self.service), server, cred, ticket));
         (client, served)

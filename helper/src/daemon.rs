@@ -8,12 +8,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use vmrm_policy::{Config, ConfigError, ConfigFile, DEFAULT_CONFIG_PATH};
 
 use crate::cli::{Cli, Command};
-use crate::ids::SystemIds;
 use crate::listener::{ListenError, Listener};
 use crate::privileges::{self, PrivilegeError};
 use crate::removal::{PrefixDirs, PrefixOpenError};
 use crate::service::{Policy, Service};
 use crate::trusted::{self, Owners, TrustError};
+use crate::user_database::SystemIds;
 use crate::{sandbox, server};
 
 /// Why vmrmd did not start.

@@ -58,6 +58,7 @@ impl<W> Scheduler<W> {
     }
 
     /// Removals of `account` running now.
+    #[cfg(test)]
     pub fn running_of(&self, account: Account) -> usize {
         self.accounts.get(&account).map_or(0, |q| q.running)
     }

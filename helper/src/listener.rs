@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use rustix::fs::{statat, unlinkat, AtFlags, FileType};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-use vmrm_policy::Config;
+use vmrm_policy::{Config, Gid};
 
 use crate::sys;
 use crate::trusted::{self, Owners, TrustError, TrustedDir};
@@ -46,7 +46,7 @@ pub enum ListenError {
         path: PathBuf,
         got: u32,
         want: u32,
-        gid: u32,
+        gid: Gid,
         group: String,
     },
     #[error("{0:?} exists and is not a socket; refusing to replace it")]
@@ -95,7 +95,7 @@ impl Listener {
         let (Some(dir_path), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(ListenError::NoName(path.to_owned()));
         };
-        let owners = Owners::root_and_self(config.user().ids().map(|(u, _)| u.0));
+        let owners = Owners::root_and_self(config.user().ids().map(|(u, _)| u));
         let dir = trusted::open_dir(dir_path, &owners, true).map_err(ListenError::Dir)?;
         remove_stale(&dir.fd, name, path)?;
         let err = |step| {
@@ -184,7 +184,8 @@ fn verify_attributes(
         source: e.into(),
     })?;
     let mode = stat.st_mode & 0o7777;
-    let group_ok = config.socket_group().is_none_or(|g| g.0 == stat.st_gid);
+    let gid = Gid(stat.st_gid);
+    let group_ok = config.socket_group().is_none_or(|g| g == gid);
     if mode != config.socket_mode()
         || !group_ok
         || FileType::from_raw_mode(stat.st_mode) != FileType::Socket
@@ -194,7 +195,7 @@ fn verify_attributes(
             path: path.to_owned(),
             got: mode,
             want: config.socket_mode(),
-            gid: stat.st_gid,
+            gid,
             group: config
                 .socket_group()
                 .map(|g| format!(" and group {g} (is vmrmd a member?)"))

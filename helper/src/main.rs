@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = vmrmd::cli::Cli::parse();
-    vmrmd::logging::init();
-    match vmrmd::daemon::run(cli) {
+    let cli = vmrmd::Cli::parse();
+    vmrmd::init_logging();
+    match vmrmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let mut message = e.to_string();

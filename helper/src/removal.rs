@@ -8,7 +8,7 @@ use std::time::Instant;
 use rustix::fs::{openat2, statx, AtFlags, Mode, OFlags, ResolveFlags, StatxAttributes};
 use rustix::fs::{StatxFlags, CWD};
 use rustix::io::Errno;
-use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials, Uid};
+use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials};
 use vmrm_proto::{DenyReason, FailedOp, Outcome};
 
 use crate::engine::{self, OpenTopError, Owners, Report, TopDir, TopRemoval, WalkOptions};
@@ -130,7 +130,7 @@ pub fn remove(
         }
     };
     // Invariant 2: the peer owns the directory we hold, per fstat on its fd.
-    if let Err(d) = authorize_owner(peer, Uid(top.owner)) {
+    if let Err(d) = authorize_owner(peer, top.owner) {
         return denied(d.reason, d.message);
     }
 

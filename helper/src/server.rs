@@ -59,7 +59,10 @@ pub async fn serve(
         };
         // Charged to the account, not the uid: a tenant's subordinate uids
         // (a user namespace) share its cap (issue 8, attack 5).
-        match service.admission.admit(service.account_of(cred.uid())) {
+        match service
+            .admission
+            .admit(service.account_of(vmrm_policy::Uid(cred.uid())))
+        {
             Ok(ticket) => {
                 service.stats.connection_accepted();
                 tokio::spawn(connection::serve(

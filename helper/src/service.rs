@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use crate::accounting::{Account, SubordinateIds};
 use crate::admission::Admission;
 use crate::fair_queue::FairQueue;
-use crate::ids::SystemIds;
-use vmrm_policy::{Config, Limits};
+use crate::user_database::SystemIds;
+use vmrm_policy::{Config, Limits, Uid};
 
 use crate::removal::PrefixDirs;
 use crate::stats::Stats;
@@ -59,7 +59,7 @@ impl Service {
     }
 
     /// The account a peer uid's connections and removals count against.
-    pub fn account_of(&self, uid: u32) -> Account {
+    pub fn account_of(&self, uid: Uid) -> Account {
         let map = match self.subordinate.read() {
             Ok(m) => Arc::clone(&m),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),

@@ -6,10 +6,11 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use rustix::io::Errno;
+use vmrm_policy::Gid;
 
 /// The peer's supplementary groups, as the kernel recorded them at
 /// `connect` (SO_PEERGROUPS, Linux 4.13+).
-pub fn peer_groups(sock: BorrowedFd<'_>) -> Result<Vec<u32>, Errno> {
+pub fn peer_groups(sock: BorrowedFd<'_>) -> Result<Vec<Gid>, Errno> {
     // NGROUPS_MAX is 65536; start small and grow to what the kernel asks.
     let mut groups: Vec<libc::gid_t> = vec![0; 64];
     loop {
@@ -30,7 +31,7 @@ pub fn peer_groups(sock: BorrowedFd<'_>) -> Result<Vec<u32>, Errno> {
         let count = len as usize / std::mem::size_of::<libc::gid_t>();
         if rc == 0 {
             groups.truncate(count);
-            return Ok(groups);
+            return Ok(groups.into_iter().map(Gid).collect());
         }
         let err =
             Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));

@@ -14,23 +14,24 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{fstat, mkdirat, openat, FileType, Mode, OFlags, Stat, CWD};
 use rustix::io::Errno;
+use vmrm_policy::Uid;
 
 /// Who may own a trusted directory or file: root, and the uid(s) vmrmd
 /// runs as.
 #[derive(Debug, Clone)]
-pub struct Owners(Vec<u32>);
+pub struct Owners(Vec<Uid>);
 
 impl Owners {
     /// Root, the effective uid, and `extra` (vmrmd's configured user).
-    pub fn root_and_self(extra: Option<u32>) -> Owners {
-        let mut v = vec![0, rustix::process::geteuid().as_raw()];
+    pub fn root_and_self(extra: Option<Uid>) -> Owners {
+        let mut v = vec![Uid(0), Uid(rustix::process::geteuid().as_raw())];
         v.extend(extra);
         v.sort_unstable();
         v.dedup();
         Owners(v)
     }
 
-    fn allows(&self, uid: u32) -> bool {
+    fn allows(&self, uid: Uid) -> bool {
         self.0.contains(&uid)
     }
 }
@@ -56,7 +57,7 @@ pub enum TrustError {
         "{path:?} is owned by uid {owner}: only root or vmrmd's own user may own it, since its \
          owner could swap what vmrmd finds there"
     )]
-    Owner { path: PathBuf, owner: u32 },
+    Owner { path: PathBuf, owner: Uid },
     #[error(
         "{path:?} has mode {mode:04o}: it must not be writable by its group or by others{hint}"
     )]
@@ -169,10 +170,11 @@ fn check(stat: &Stat, path: &Path, owners: &Owners, ancestor: bool) -> Result<()
     if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
         return Err(TrustError::NotDirectory(path.to_owned()));
     }
-    if !owners.allows(stat.st_uid) {
+    let owner = Uid(stat.st_uid);
+    if !owners.allows(owner) {
         return Err(TrustError::Owner {
             path: path.to_owned(),
-            owner: stat.st_uid,
+            owner,
         });
     }
     let mode = stat.st_mode & 0o7777;
@@ -246,10 +248,11 @@ pub fn read_config(path: &Path, owners: &Owners) -> Result<String, TrustError> {
     if kind != FileType::RegularFile {
         return Err(TrustError::NotRegular(path.to_owned()));
     }
-    if !owners.allows(stat.st_uid) {
+    let owner = Uid(stat.st_uid);
+    if !owners.allows(owner) {
         return Err(TrustError::Owner {
             path: path.to_owned(),
-            owner: stat.st_uid,
+            owner,
         });
     }
     if stat.st_mode & GROUP_OR_OTHER_WRITE != 0 {

@@ -34,6 +34,7 @@ pub use crate::kinds::RunAs;
 
 /// Read when `--config` is not given; its absence means built-in defaults.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/vmrm/vmrmd.toml";
+/// Where vmrmd listens unless configured otherwise.
 pub const DEFAULT_SOCKET: &str = vmrm_proto::DEFAULT_SOCKET;
 /// Anyone may connect: every request is still judged by the peer's kernel
 /// credentials and directory ownership. Narrow with `socket_mode`,
@@ -41,6 +42,7 @@ pub const DEFAULT_SOCKET: &str = vmrm_proto::DEFAULT_SOCKET;
 pub const DEFAULT_SOCKET_MODE: u32 = 0o666;
 /// The system temp dir, where `mkdtemp` puts VM workdirs.
 pub const DEFAULT_PREFIX: &str = "/tmp";
+/// What a workdir's name starts with: `vm-`, as `mkdtemp(prefix="vm-<id8>-")` makes it.
 pub const DEFAULT_NAME_PREFIX: &str = "vm-";
 /// The user vmrmd switches to when started as root: a dedicated system
 /// account, so that no other process shares its uid (a process of the same
@@ -54,7 +56,9 @@ pub const DEFAULT_SUBUID_FILE: &str = "/etc/subuid";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum IdSpec {
+    /// A numeric id, used as is.
     Id(u32),
+    /// A name, looked up in the user database.
     Name(String),
 }
 
@@ -82,6 +86,7 @@ impl std::fmt::Display for IdSpec {
 pub trait IdResolver {
     /// The uid and primary gid of a user.
     fn user(&self, spec: &IdSpec) -> Option<(Uid, Gid)>;
+    /// The gid of a group.
     fn group(&self, spec: &IdSpec) -> Option<Gid>;
 }
 
@@ -228,9 +233,12 @@ impl Limits {
 /// Why a configuration is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config file {path:?}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the kernel answered.
         #[source]
         source: std::io::Error,
     },
@@ -239,43 +247,60 @@ pub enum ConfigError {
     /// (`/etc/shadow` through a link) must not be echoed into a log.
     #[error("config file {path:?} is not valid at line {line}, column {column}: {message}")]
     Parse {
+        /// The file.
         path: PathBuf,
+        /// Where the error is: line (from 1).
         line: usize,
+        /// Where the error is: column (from 1).
         column: usize,
+        /// The parser's message, redacted.
         message: String,
     },
+    /// The socket path is relative.
     #[error("socket path {0:?} must be absolute")]
     SocketNotAbsolute(PathBuf),
+    /// The socket path does not fit a Unix socket address.
     #[error("socket path {0:?} is longer than the 107 bytes a Unix socket address holds")]
     SocketTooLong(PathBuf),
+    /// `socket_mode` has bits beyond the permission bits.
     #[error("socket_mode {0:#o} is not a permission mode (at most 0o777)")]
     SocketMode(u32),
+    /// The prefix list is empty.
     #[error("no prefixes configured")]
     NoPrefixes,
+    /// A prefix is refused.
     #[error(transparent)]
     Prefix(#[from] PrefixError),
+    /// `name_prefix` breaks the name grammar.
     #[error(
         "name_prefix {0:?} must be 1 to 64 characters of [A-Za-z0-9._-], not starting with `.`"
     )]
     NamePrefix(String),
+    /// A user the user database does not know.
     #[error("unknown user {0}")]
     UnknownUser(IdSpec),
+    /// A group the user database does not know.
     #[error("unknown group {0}")]
     UnknownGroup(IdSpec),
+    /// `user` is root.
     #[error("user {0} resolves to uid 0; vmrmd must not keep running as root")]
     RootUser(IdSpec),
+    /// A runner user the user database does not know.
     #[error(
         "unknown runner user {0} in runner_users: create it, or remove it from the list \
          (an empty list lets removals enter only the requesting user's own directories)"
     )]
     UnknownRunner(IdSpec),
+    /// A runner user that is root or the overflow uid.
     #[error(
         "runner user {0} resolves to uid {1}, which must never be a runner \
          (root owns the system; the overflow uid stands for any unmapped id)"
     )]
     BadRunner(IdSpec, Uid),
+    /// A limit set to 0.
     #[error("{0} must be at least 1")]
     ZeroLimit(&'static str),
+    /// Every problem found, when there are several.
     #[error("{} problems:{}", .0.len(), .0.iter().map(|e| format!("\n  - {e}")).collect::<String>())]
     Several(Vec<ConfigError>),
 }

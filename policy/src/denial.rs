@@ -8,11 +8,14 @@ use vmrm_proto::DenyReason;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a denial must be reported to the peer"]
 pub struct Denial {
+    /// The stable code sent to the client.
     pub reason: DenyReason,
+    /// A sentence for the operator saying what was refused and why.
     pub message: String,
 }
 
 impl Denial {
+    /// A denial with this code and sentence.
     pub fn new(reason: DenyReason, message: impl Into<String>) -> Self {
         Denial {
             reason,

@@ -6,14 +6,17 @@
 //! `fstat` of an opened fd) into the values these functions judge; every
 //! verdict is `#[must_use]` so a caller cannot forget to act on a denial.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 #[macro_use]
 mod declare;
 mod config;
 mod denial;
 mod grammar;
-mod ids;
+mod kernel_ids;
 pub mod kinds;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
 pub mod oracle;
 mod prefix;
 mod tenancy;
@@ -25,6 +28,6 @@ pub use config::{
 };
 pub use denial::Denial;
 pub use grammar::{check_name, Target};
-pub use ids::{Gid, Uid, OVERFLOW_GID, OVERFLOW_UID};
+pub use kernel_ids::{Gid, Pid, Uid, OVERFLOW_GID, OVERFLOW_UID};
 pub use prefix::{Prefix, PrefixError};
 pub use tenancy::{authorize_owner, authorize_peer, authorize_sweep, PeerCredentials};

@@ -15,47 +15,82 @@ pub struct Prefix(PathBuf);
 /// Why a configured prefix is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PrefixError {
+    /// The path does not start with `/`.
     #[error("prefix {0:?} is not an absolute path")]
     NotAbsolute(PathBuf),
+    /// The path is `/` itself.
     #[error("prefix {0:?} is `/`; name a directory below it")]
     Root(PathBuf),
+    /// An empty, `.` or `..` component, a trailing slash or a NUL byte.
     #[error("prefix {0:?} is not normalized (empty, `.` or `..` component, or trailing slash)")]
     NotNormalized(PathBuf),
     #[error("prefix {path:?} cannot be inspected: {source}")]
+    /// The directory cannot be examined.
     Inaccessible {
+        /// The prefix as configured.
         path: PathBuf,
+        /// What the kernel answered.
         #[source]
         source: std::io::Error,
     },
+    /// It exists but is not a directory.
     #[error("prefix {0:?} is not a directory")]
     NotDirectory(PathBuf),
+    /// A component is a symbolic link, which whoever owns it could repoint.
     #[error("prefix {path:?} goes through a symbolic link (it resolves to {resolved:?}); configure the resolved path")]
-    Symlinked { path: PathBuf, resolved: PathBuf },
+    Symlinked {
+        /// The prefix as configured.
+        path: PathBuf,
+        /// Where it leads once every link is resolved.
+        resolved: PathBuf,
+    },
     #[error(
         "prefix {0:?} is writable by others without the sticky bit: anyone could swap its entries"
     )]
+    /// Writable by everyone without the sticky bit.
     WorldWritableNotSticky(PathBuf),
     #[error(
         "prefix {0:?} is group-writable without the sticky bit: any group member could rename \
          another member's directory to a workdir name and have it removed"
     )]
+    /// Writable by its group without the sticky bit.
     GroupWritableNotSticky(PathBuf),
     #[error(
         "prefix {0:?} is a system directory (or lies in one); vmrmd removes only beneath \
          dedicated scratch directories such as /tmp or /var/lib/vms"
     )]
+    /// A system directory such as `/etc` or `/usr`, or a path inside one.
     SystemTree(PathBuf),
     #[error("prefix {path:?} is on a {fs} filesystem, not real storage")]
-    PseudoFilesystem { path: PathBuf, fs: &'static str },
+    /// On procfs, sysfs or another pseudo-filesystem.
+    PseudoFilesystem {
+        /// The prefix as configured.
+        path: PathBuf,
+        /// The filesystem's name.
+        fs: &'static str,
+    },
     #[error("prefix {0:?} is configured twice")]
+    /// The same path is listed twice.
     Duplicate(PathBuf),
     #[error(
         "prefixes {first:?} and {second:?} are the same directory (a bind mount or other \
          alias); configure it once"
     )]
-    Alias { first: PathBuf, second: PathBuf },
+    /// Two paths name the same directory.
+    Alias {
+        /// The prefix listed first.
+        first: PathBuf,
+        /// The other name of the same directory.
+        second: PathBuf,
+    },
     #[error("prefix {inner:?} lies inside prefix {outer:?}; prefixes must not nest")]
-    Nested { outer: PathBuf, inner: PathBuf },
+    /// One prefix lies inside another.
+    Nested {
+        /// The enclosing prefix.
+        outer: PathBuf,
+        /// The prefix inside it.
+        inner: PathBuf,
+    },
 }
 
 impl Prefix {
@@ -81,14 +116,17 @@ impl Prefix {
         Ok(Prefix(path))
     }
 
+    /// The prefix's path.
     pub fn path(&self) -> &Path {
         &self.0
     }
 
+    /// The path's bytes, as the kernel sees them.
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_os_str().as_bytes()
     }
 
+    /// The path, for messages.
     pub fn display(&self) -> std::path::Display<'_> {
         self.0.display()
     }

@@ -2,16 +2,18 @@
 
 use vmrm_proto::DenyReason;
 
-use crate::{Config, Denial, Gid, Uid, OVERFLOW_UID};
+use crate::{Config, Denial, Gid, Pid, Uid, OVERFLOW_UID};
 
 /// A peer's identity as the kernel recorded it when it connected
 /// (SO_PEERCRED), never as the peer claims it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerCredentials {
+    /// The peer's effective uid.
     pub uid: Uid,
+    /// The peer's effective gid.
     pub gid: Gid,
     /// For the audit log only: pids are reused, so they prove nothing.
-    pub pid: Option<i32>,
+    pub pid: Option<Pid>,
 }
 
 /// May this peer use the helper at all? The overflow uid never may: it stands
@@ -119,7 +121,7 @@ mod tests {
         PeerCredentials {
             uid: Uid(uid),
             gid: Gid(gid),
-            pid: Some(1),
+            pid: Some(Pid(1)),
         }
     }
 

@@ -17,16 +17,28 @@ pub const MAX_FRAME_LEN: usize = 256 * 1024;
 /// Why a frame or its payload was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// The declared or encoded length is over [`MAX_FRAME_LEN`].
     #[error("frame of {len} bytes exceeds the maximum of {MAX_FRAME_LEN}")]
-    TooLarge { len: usize },
+    TooLarge {
+        /// The length, in bytes.
+        len: usize,
+    },
+    /// A frame of length zero, which no message encodes to.
     #[error("empty frame")]
     Empty,
+    /// The payload does not decode as a message.
     #[error("malformed payload: {0}")]
     Malformed(#[source] postcard::Error),
+    /// The payload holds a message followed by more bytes.
     #[error("{trailing} trailing bytes after the message")]
-    TrailingBytes { trailing: usize },
+    TrailingBytes {
+        /// Bytes left over after the message.
+        trailing: usize,
+    },
+    /// The stream ended inside a frame.
     #[error("connection closed in the middle of a frame")]
     Truncated,
+    /// Reading or writing the stream failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
 }

@@ -10,6 +10,7 @@
 //!
 //! This crate holds types and framing only; it decides nothing.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod frame;
 mod message;

@@ -17,9 +17,17 @@ pub const MAX_REPORTED_PATH_LEN: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientMessage {
     /// First message on every connection.
-    Hello { version: u16 },
+    Hello {
+        /// The protocol version the client speaks ([`crate::PROTOCOL_VERSION`]).
+        version: u16,
+    },
     /// Any number of these after a successful hello.
-    Request { id: RequestId, request: Request },
+    Request {
+        /// Repeated in the matching response.
+        id: RequestId,
+        /// What is asked.
+        request: Request,
+    },
 }
 
 /// What a client may ask for.
@@ -28,6 +36,7 @@ pub enum Request {
     /// Remove the directory tree at this absolute path. Linux paths are bytes,
     /// not necessarily UTF-8, so they travel as bytes.
     Remove {
+        /// The directory's absolute path.
         #[serde(with = "serde_bytes")]
         path: Vec<u8>,
     },
@@ -41,13 +50,25 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerMessage {
     /// The helper speaks `version` and is ready for requests.
-    Hello { version: u16, server: String },
+    Hello {
+        /// The protocol version the helper speaks.
+        version: u16,
+        /// The helper's name and version, for people.
+        server: String,
+    },
     /// The answer to the request with this id.
-    Response { id: RequestId, outcome: Outcome },
+    Response {
+        /// The request's id.
+        id: RequestId,
+        /// What came of it.
+        outcome: Outcome,
+    },
     /// The connection is unusable (bad frame, unknown version, helper busy);
     /// the helper closes it after sending this.
     Error {
+        /// The error's code.
         kind: ProtocolErrorKind,
+        /// What went wrong, for people.
         message: String,
     },
 }
@@ -55,13 +76,17 @@ pub enum ServerMessage {
 /// Why a connection was refused or ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProtocolErrorKind {
+    /// The hello named a protocol version the helper does not speak.
     UnsupportedVersion,
+    /// A frame did not decode as a message.
     MalformedFrame,
+    /// A frame declared a length over [`crate::MAX_FRAME_LEN`].
     FrameTooLarge,
     /// A request came before the hello, or a second hello.
     UnexpectedMessage,
     /// Too many connections; try again later.
     Busy,
+    /// The connection sat idle, or a frame arrived too slowly.
     Timeout,
 }
 
@@ -88,9 +113,15 @@ pub enum Outcome {
     /// Nothing exists at that path.
     NotFound,
     /// Policy refused the request; nothing was touched.
-    Denied { reason: DenyReason, message: String },
+    Denied {
+        /// The stable code.
+        reason: DenyReason,
+        /// What was refused and why, for people.
+        message: String,
+    },
     /// The removal ran but parts of the tree remain.
     Failed {
+        /// What was removed nonetheless.
         stats: RemovalStats,
         /// The first [`MAX_REPORTED_FAILURES`] failures.
         failures: Vec<Failure>,
@@ -98,9 +129,15 @@ pub enum Outcome {
         omitted: u64,
     },
     /// The request itself was malformed (for example a path over PATH_MAX).
-    BadRequest { message: String },
+    BadRequest {
+        /// What was wrong with it.
+        message: String,
+    },
     /// Answer to [`Request::Ping`].
-    Pong { server: String },
+    Pong {
+        /// The helper's name and version.
+        server: String,
+    },
     /// Answer to [`Request::Stats`].
     Stats(Stats),
 }
@@ -212,24 +249,36 @@ impl FailedOp {
 /// Requests by verdict since the helper started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerdictCounts {
+    /// Answered [`Outcome::Removed`].
     pub removed: u64,
+    /// Answered [`Outcome::Emptied`].
     pub emptied: u64,
+    /// Answered [`Outcome::NotFound`].
     pub not_found: u64,
+    /// Answered [`Outcome::Denied`].
     pub denied: u64,
+    /// Answered [`Outcome::Failed`].
     pub failed: u64,
+    /// Answered [`Outcome::BadRequest`].
     pub bad_request: u64,
 }
 
 /// The helper's counters since it started.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Stats {
+    /// Seconds since the helper started.
     pub uptime_secs: u64,
+    /// Removal requests by verdict.
     pub verdicts: VerdictCounts,
+    /// Directory entries removed, over all removals.
     pub entries_removed: u64,
+    /// Bytes of storage freed, over all removals (0 unless `count_bytes`).
     pub bytes_freed: u64,
     /// Individual failures (unlink, rmdir, open errors) across all removals.
     pub errors: u64,
+    /// Connections served.
     pub connections_accepted: u64,
+    /// Connections turned away at a limit.
     pub connections_refused: u64,
     /// Removal latency percentiles in microseconds: p50, p90, p99, max.
     pub latency_us: [u64; 4],

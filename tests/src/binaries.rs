@@ -26,8 +26,8 @@ pub fn vmrm() -> &'static PathBuf {
     PATH.get_or_init(|| build("vmrm", "vmrm"))
 }
 
-/// The test-only sandbox probe (see helper/src/bin/vmrmd-sandbox-probe.rs).
+/// The test-only sandbox probe (see tests/src/bin/vmrmd-sandbox-probe.rs).
 pub fn sandbox_probe() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| build("vmrmd", "vmrmd-sandbox-probe"))
+    PATH.get_or_init(|| build("vmrm-tests", "vmrmd-sandbox-probe"))
 }

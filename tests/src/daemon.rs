@@ -299,7 +299,7 @@ impl Daemon {
             .collect()
     }
 
-    /// A field of /proc/<pid>/status, such as `CapEff`.
+    /// A field of `/proc/<pid>/status`, such as `CapEff`.
     pub fn status_field(&self, field: &str) -> String {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status

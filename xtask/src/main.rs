@@ -23,7 +23,7 @@ fn pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
 
     let vmrm = vmrm::args::Cli::command().disable_help_subcommand(true);
-    let vmrmd = vmrmd::cli::Cli::command().disable_help_subcommand(true);
+    let vmrmd = vmrmd::Cli::command().disable_help_subcommand(true);
     let version = vmrm.get_version().unwrap_or_default().to_owned();
 
     let sub_pages: Vec<(String, &str)> = vmrm

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{fstat, unlinkat, AtFlags};
 use rustix::io::Errno;
+use vmrm_policy::Uid;
 
 use super::descend::open_child;
 
@@ -16,7 +17,7 @@ pub struct TopDir {
     pub fd: OwnedFd,
     /// Owner uid from `fstat` on the fd: the kernel's word about the inode
     /// we hold, not about whatever the path names by now.
-    pub owner: u32,
+    pub owner: Uid,
     /// The later of its modification and status-change times.
     pub changed: SystemTime,
 }
@@ -45,7 +46,7 @@ pub fn open_top(prefix: BorrowedFd<'_>, name: &CStr) -> Result<TopDir, OpenTopEr
     let secs = u64::try_from(st.st_mtime.max(st.st_ctime)).unwrap_or(0);
     Ok(TopDir {
         fd,
-        owner: st.st_uid,
+        owner: Uid(st.st_uid),
         changed: UNIX_EPOCH + Duration::from_secs(secs),
     })
 }
