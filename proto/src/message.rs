@@ -24,9 +24,9 @@ pub enum ClientMessage {
     Request { id: RequestId, request: Request },
 }
 
-/// What a client may ask for.
+/// What a client may ask for. Not `non_exhaustive`: the helper must answer
+/// every request there is, and a new one is a new protocol version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum Request {
     /// Remove the directory tree at this absolute path. Linux paths are bytes,
     /// not necessarily UTF-8, so they travel as bytes.

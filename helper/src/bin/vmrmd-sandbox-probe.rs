@@ -93,7 +93,10 @@ fn main() -> ExitCode {
     let errnos: Vec<String> = report
         .failures
         .iter()
-        .map(|f| f.errno.to_string())
+        .map(|f| match f.cause.errno() {
+            Some(errno) => errno.to_string(),
+            None => format!("{:?}", f.cause),
+        })
         .collect();
     println!(
         "{{\"sandbox\":\"{enforced}\",\"entries\":{},\"failures\":{},\"errnos\":[{}],\"top_removed\":{top_removed}}}",

@@ -26,10 +26,11 @@ use std::time::Instant;
 
 use rustix::fs::{fstat, seek, unlinkat, AtFlags, FileType, RawDir, SeekFrom};
 
-use vmrm_proto::FailedOp;
+use vmrm_proto::Failure;
 
 use super::descend::{open_owned_child, pass_cap};
 use super::walk::unlink_entry;
+use super::report::{moved, stops_removal};
 use super::{empty_tree, Report, WalkOptions};
 
 /// Fan out only over at least this many subdirectories: below it, thread
@@ -117,8 +118,8 @@ impl Ended {
 
 /// Failures a worker keeps (the sequential pass would not meet them
 /// again, or should not spend the time to): they ended its walk.
-fn ends_walk(op: FailedOp) -> bool {
-    matches!(op, FailedOp::Moved | FailedOp::Limit | FailedOp::NoProgress)
+fn ends_walk(f: &Failure) -> bool {
+    moved(f.op) || stops_removal(f.cause)
 }
 
 /// Subdirectory names for the workers, NUL-separated in one buffer.
@@ -210,8 +211,8 @@ fn fan_out(
     let mut ended = Ended::default();
     for r in reports {
         for f in &r.failures {
-            ended.moved |= f.op == FailedOp::Moved;
-            ended.stop |= matches!(f.op, FailedOp::Limit | FailedOp::NoProgress);
+            ended.moved |= moved(f.op);
+            ended.stop |= stops_removal(f.cause);
         }
         report.merge(r);
     }
@@ -264,14 +265,14 @@ fn work(
         }
         total.stats.entries += report.stats.entries;
         total.stats.bytes += report.stats.bytes;
-        for f in report.failures.into_iter().filter(|f| ends_walk(f.op)) {
-            if f.op != FailedOp::Moved {
+        for f in report.failures.into_iter().filter(ends_walk) {
+            if !moved(f.op) {
                 stop.store(true, Ordering::Relaxed);
             }
             let mut path = name.to_bytes().to_vec();
             path.push(b'/');
             path.extend_from_slice(&f.path);
-            total.fail(f.op, f.errno, || path);
+            total.fail(f.op, f.cause, || path);
         }
     }
     total

@@ -7,7 +7,7 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, Limit};
 
 use super::*;
 
@@ -154,7 +154,7 @@ fn a_passed_deadline_stops_the_walk_and_says_so() {
     let mut opts = options(8);
     opts.deadline = Instant::now();
     assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
-    assert_eq!(report.failures[0].op, FailedOp::Limit);
+    assert_eq!(report.failures[0].cause, Cause::Limit(Limit::Deadline));
     assert!(count_entries(&top) > 0);
 }
 
@@ -279,8 +279,7 @@ fn a_walk_that_removes_nothing_for_too_long_ends_with_no_progress() {
     opts.no_progress = Duration::ZERO;
     assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
     assert_eq!(report.failures.len(), 1, "{report:?}");
-    assert_eq!(report.failures[0].op, FailedOp::NoProgress);
-    assert_eq!(report.failures[0].errno, 0);
+    assert_eq!(report.failures[0].cause, Cause::Limit(Limit::NoProgress));
     assert_eq!(report.stats.entries, 0);
 }
 
@@ -301,7 +300,10 @@ fn a_passed_deadline_stops_the_fan_out_too() {
     opts.deadline = Instant::now();
     assert!(!empty_tree_parallel(fd.as_fd(), &opts, &mut report));
     assert!(
-        report.failures.iter().all(|f| f.op == FailedOp::Limit),
+        report
+            .failures
+            .iter()
+            .all(|f| f.cause == Cause::Limit(Limit::Deadline)),
         "{report:?}"
     );
     assert!(!report.failures.is_empty());
