@@ -6,11 +6,12 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use vmrm_proto::{
-    decode, encode, read_frame, FrameError, Outcome, RemovalStats, Request, RequestId,
-    ServerMessage, Stats,
+    decode, encode, read_frame, Answer, FrameError, Outcome, Request, RequestId, ServerMessage,
+    Stats,
 };
 
-use crate::session::{self, ClientOptions, Next};
+use crate::error::Waiting;
+use crate::session::{self, ClientOptions, Denied, Removal};
 use crate::ClientError;
 
 /// A blocking connection to vmrmd. Connects on first use; reconnects once
@@ -45,50 +46,30 @@ impl Client {
     /// verdict; an `Emptied` top in a sticky prefix is finished here, so the
     /// result is never `Emptied`.
     pub fn remove(&mut self, path: &Path) -> Result<Outcome, ClientError> {
-        let bytes = session::path_bytes(path);
-        let mut attempt = 1;
-        let mut earlier = RemovalStats::default();
+        let mut removal = Removal::new(path);
         loop {
-            let outcome = self.call(Request::Remove {
-                path: bytes.clone(),
-            })?;
-            match session::finish(path, session::with_earlier(outcome, earlier), attempt) {
-                Next::Done(outcome) => return Ok(outcome),
-                Next::AskAgain(so_far) => {
-                    earlier = so_far;
-                    attempt += 1;
-                }
+            let answer = self.call(removal.request())?;
+            if let Some(outcome) = removal.answer(&self.options.socket, answer)? {
+                return Ok(outcome);
             }
         }
     }
 
     /// Is the helper there? Returns its version string.
     pub fn ping(&mut self) -> Result<String, ClientError> {
-        match self.call(Request::Ping)? {
-            Outcome::Pong { server } => Ok(server),
-            other => Err(self.unexpected(other)),
-        }
+        let answer = self.call(Request::Ping)?;
+        session::pong(&self.options.socket, answer)
     }
 
-    /// The helper's counters since it started.
-    pub fn stats(&mut self) -> Result<Result<Stats, Outcome>, ClientError> {
-        match self.call(Request::Stats)? {
-            Outcome::Stats(s) => Ok(Ok(s)),
-            denied @ Outcome::Denied { .. } => Ok(Err(denied)),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    fn unexpected(&self, outcome: Outcome) -> ClientError {
-        ClientError::Unexpected {
-            socket: self.options.socket.clone(),
-            what: format!("{outcome:?}"),
-        }
+    /// The helper's counters since it started, or its refusal to show them.
+    pub fn stats(&mut self) -> Result<Result<Stats, Denied>, ClientError> {
+        let answer = self.call(Request::Stats)?;
+        session::stats(&self.options.socket, answer)
     }
 
     /// Send one request and wait for its answer, reconnecting once if a
     /// reused connection turns out to be dead.
-    pub fn call(&mut self, request: Request) -> Result<Outcome, ClientError> {
+    pub fn call(&mut self, request: Request) -> Result<Answer, ClientError> {
         let reused = self.stream.is_some();
         match self.call_once(request.clone()) {
             Err(e) if reused && e.is_retryable() => {
@@ -99,7 +80,7 @@ impl Client {
         }
     }
 
-    fn call_once(&mut self, request: Request) -> Result<Outcome, ClientError> {
+    fn call_once(&mut self, request: Request) -> Result<Answer, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let result = self
@@ -121,7 +102,7 @@ impl Client {
             socket: self.options.socket.clone(),
         })?;
         let sent = stream.write_all(&frame);
-        sent.map_err(|e| self.io_err(e))?;
+        sent.map_err(|e| self.io_err(e, Waiting::Send))?;
         self.receive()
     }
 
@@ -131,7 +112,7 @@ impl Client {
         let timeouts = stream
             .set_read_timeout(Some(self.options.response_timeout))
             .and_then(|()| stream.set_write_timeout(Some(self.options.send_timeout)));
-        timeouts.map_err(|e| self.io_err(e))?;
+        timeouts.map_err(|e| self.io_err(e, Waiting::Send))?;
         self.stream = Some(stream);
         let frame = encode(&session::hello()).map_err(|source| self.frame_err(source))?;
         let written = self.stream.as_mut().map(|s| s.write_all(&frame));
@@ -147,9 +128,9 @@ impl Client {
             return Err(match refusal {
                 Some(msg) => match session::check_hello(&self.options.socket, msg) {
                     Err(refused) => refused,
-                    Ok(()) => self.io_err(e),
+                    Ok(()) => self.io_err(e, Waiting::Send),
                 },
-                None => self.io_err(e),
+                None => self.io_err(e, Waiting::Send),
             });
         }
         let hello = self.receive();
@@ -171,7 +152,7 @@ impl Client {
             Ok(None) => Err(ClientError::Closed {
                 socket: self.options.socket.clone(),
             }),
-            Err(FrameError::Io(e)) => Err(self.io_err(e)),
+            Err(FrameError::Io(e)) => Err(self.io_err(e, Waiting::Answer)),
             Err(FrameError::Truncated) => Err(ClientError::Closed {
                 socket: self.options.socket.clone(),
             }),
@@ -179,11 +160,18 @@ impl Client {
         }
     }
 
-    fn io_err(&self, e: io::Error) -> ClientError {
+    /// The error for a failed read or write; a timeout says which wait ran
+    /// out, and how long it was.
+    fn io_err(&self, e: io::Error, waiting: Waiting) -> ClientError {
+        let after = match waiting {
+            Waiting::Send => self.options.send_timeout,
+            Waiting::Answer => self.options.response_timeout,
+        };
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
                 socket: self.options.socket.clone(),
-                secs: self.options.response_timeout.as_secs(),
+                waiting,
+                after,
             },
             _ => ClientError::Io {
                 socket: self.options.socket.clone(),

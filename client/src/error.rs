@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use vmrm_proto::{FrameError, ProtocolErrorKind};
 
@@ -31,8 +32,15 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
-    #[error("no answer from vmrmd at {socket:?} within {secs}s")]
-    Timeout { socket: PathBuf, secs: u64 },
+    #[error("vmrmd at {socket:?} did not {waiting} within {after:?}")]
+    Timeout {
+        socket: PathBuf,
+        /// Which wait ran out.
+        waiting: Waiting,
+        /// How long it was ([`crate::ClientOptions`]' `send_timeout` or
+        /// `response_timeout`).
+        after: Duration,
+    },
     #[error("vmrmd at {socket:?} closed the connection")]
     Closed { socket: PathBuf },
     #[error("bad frame from vmrmd at {socket:?}: {source}")]
@@ -49,6 +57,32 @@ pub enum ClientError {
     },
     #[error("vmrmd at {socket:?} sent an unexpected message: {what}")]
     Unexpected { socket: PathBuf, what: String },
+    /// vmrmd emptied the directory, but removing the empty top directory
+    /// (ours to do, as its owner) failed before reaching the kernel.
+    #[error("cannot remove the emptied directory {path:?}: {source}")]
+    Local {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Which wait of a request ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Handing the request (or the hello) to vmrmd.
+    Send,
+    /// vmrmd's answer.
+    Answer,
+}
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Waiting::Send => "take our request",
+            Waiting::Answer => "answer",
+        })
+    }
 }
 
 impl ClientError {

@@ -11,11 +11,12 @@ use tokio::sync::Mutex;
 use tokio::time::timeout;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use vmrm_proto::{
-    codec, decode, encode_payload, ClientMessage, Outcome, RemovalStats, Request, RequestId,
+    codec, decode, encode_payload, Answer, ClientMessage, Outcome, Request, RequestId,
     ServerMessage, Stats,
 };
 
-use crate::session::{self, ClientOptions, Next};
+use crate::error::Waiting;
+use crate::session::{self, ClientOptions, Denied, Removal};
 use crate::ClientError;
 
 type Conn = Framed<UnixStream, LengthDelimitedCodec>;
@@ -50,52 +51,32 @@ impl AsyncClient {
     /// Remove the tree at `path`; never returns `Emptied` (see
     /// [`crate::Client::remove`]).
     pub async fn remove(&self, path: &Path) -> Result<Outcome, ClientError> {
-        let bytes = session::path_bytes(path);
-        let mut attempt = 1;
-        let mut earlier = RemovalStats::default();
+        let mut removal = Removal::new(path);
         loop {
-            let outcome = self
-                .call(Request::Remove {
-                    path: bytes.clone(),
-                })
-                .await?;
-            // A single rmdir of an empty directory: too small to be worth a
-            // trip to the blocking pool.
-            match session::finish(path, session::with_earlier(outcome, earlier), attempt) {
-                Next::Done(outcome) => return Ok(outcome),
-                Next::AskAgain(so_far) => {
-                    earlier = so_far;
-                    attempt += 1;
-                }
+            let answer = self.call(removal.request()).await?;
+            // Finishing is one rmdir of an empty directory at most: too small
+            // to be worth a trip to the blocking pool.
+            if let Some(outcome) = removal.answer(&self.options.socket, answer)? {
+                return Ok(outcome);
             }
         }
     }
 
+    /// Is the helper there? Returns its version string.
     pub async fn ping(&self) -> Result<String, ClientError> {
-        match self.call(Request::Ping).await? {
-            Outcome::Pong { server } => Ok(server),
-            other => Err(self.unexpected(other)),
-        }
+        let answer = self.call(Request::Ping).await?;
+        session::pong(&self.options.socket, answer)
     }
 
-    pub async fn stats(&self) -> Result<Result<Stats, Outcome>, ClientError> {
-        match self.call(Request::Stats).await? {
-            Outcome::Stats(s) => Ok(Ok(s)),
-            denied @ Outcome::Denied { .. } => Ok(Err(denied)),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    fn unexpected(&self, outcome: Outcome) -> ClientError {
-        ClientError::Unexpected {
-            socket: self.options.socket.clone(),
-            what: format!("{outcome:?}"),
-        }
+    /// The helper's counters since it started, or its refusal to show them.
+    pub async fn stats(&self) -> Result<Result<Stats, Denied>, ClientError> {
+        let answer = self.call(Request::Stats).await?;
+        session::stats(&self.options.socket, answer)
     }
 
     /// Send one request and await its answer, reconnecting once if a reused
     /// connection turns out to be dead.
-    pub async fn call(&self, request: Request) -> Result<Outcome, ClientError> {
+    pub async fn call(&self, request: Request) -> Result<Answer, ClientError> {
         let mut guard = self.conn.lock().await;
         let (conn, next_id) = &mut *guard;
         let reused = conn.is_some();
@@ -111,7 +92,7 @@ impl AsyncClient {
         conn: &mut Option<Conn>,
         next_id: &mut RequestId,
         request: Request,
-    ) -> Result<Outcome, ClientError> {
+    ) -> Result<Answer, ClientError> {
         let id = *next_id;
         *next_id += 1;
         if conn.is_none() {
@@ -180,7 +161,8 @@ impl AsyncClient {
             Err(_) => {
                 return Err(ClientError::Timeout {
                     socket: socket(),
-                    secs: self.options.send_timeout.as_secs(),
+                    waiting: Waiting::Send,
+                    after: self.options.send_timeout,
                 })
             }
         }
@@ -200,7 +182,8 @@ impl AsyncClient {
             Ok(None) => Err(ClientError::Closed { socket: socket() }),
             Err(_) => Err(ClientError::Timeout {
                 socket: socket(),
-                secs: self.options.response_timeout.as_secs(),
+                waiting: Waiting::Answer,
+                after: self.options.response_timeout,
             }),
         }
     }

@@ -59,14 +59,17 @@ pub enum CleanupError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot remove {path:?}: vmrmd unreachable: {source}")]
+    /// vmrmd could not be asked, or did not answer (the error says which).
+    #[error("cannot remove {path:?}: {source}")]
     Helper {
         path: PathBuf,
         #[source]
         source: ClientError,
     },
-    #[error("cannot remove {path:?}: vmrmd answered {outcome:?}")]
-    Refused {
+    /// vmrmd answered, and the directory is still there: refused, failed
+    /// in part, or not served now (the outcome says which).
+    #[error("cannot remove {path:?}: {outcome}")]
+    NotRemoved {
         path: PathBuf,
         outcome: Box<Outcome>,
     },
@@ -345,7 +348,7 @@ impl WorkDir {
     fn judge(&self, outcome: Result<Outcome, ClientError>) -> Result<(), CleanupError> {
         match outcome {
             Ok(Outcome::Removed(_) | Outcome::NotFound) => Ok(()),
-            Ok(other) => Err(CleanupError::Refused {
+            Ok(other) => Err(CleanupError::NotRemoved {
                 path: self.path.clone(),
                 outcome: Box::new(other),
             }),

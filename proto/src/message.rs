@@ -127,6 +127,41 @@ pub enum Outcome {
     Unavailable { message: String },
 }
 
+impl std::fmt::Display for Outcome {
+    /// One sentence for people; the first failure stands for the rest.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Removed(s) => write!(f, "removed ({} entries)", s.entries),
+            Outcome::Emptied(s) => write!(
+                f,
+                "emptied ({} entries); the empty top is left to its owner",
+                s.entries
+            ),
+            Outcome::NotFound => f.write_str("No such file or directory"),
+            Outcome::Denied { reason, message } => {
+                write!(f, "denied: {message} ({})", reason.as_str())
+            }
+            Outcome::Failed { failures, .. } => {
+                write!(f, "{} parts could not be removed", self.failure_count())?;
+                if let Some(first) = failures.first() {
+                    write!(
+                        f,
+                        "; first: {} '{}': {}",
+                        first.op.as_str(),
+                        first.path.escape_ascii(),
+                        first.cause
+                    )?;
+                }
+                Ok(())
+            }
+            Outcome::BadRequest { message } => write!(f, "bad request: {message}"),
+            Outcome::Unavailable { message } => {
+                write!(f, "vmrmd cannot serve it now: {message}")
+            }
+        }
+    }
+}
+
 /// An [`Outcome`] without its details: what audit, stats and exit codes
 /// count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -383,6 +418,21 @@ pub struct VerdictCounts {
     pub failed: u64,
     pub bad_request: u64,
     pub unavailable: u64,
+}
+
+impl VerdictCounts {
+    /// Every count with its verdict, in a fixed order (for text and metrics).
+    pub fn by_verdict(&self) -> [(Verdict, u64); 7] {
+        [
+            (Verdict::Removed, self.removed),
+            (Verdict::Emptied, self.emptied),
+            (Verdict::NotFound, self.not_found),
+            (Verdict::Denied, self.denied),
+            (Verdict::Failed, self.failed),
+            (Verdict::BadRequest, self.bad_request),
+            (Verdict::Unavailable, self.unavailable),
+        ]
+    }
 }
 
 /// The helper's counters since it started.

@@ -7,7 +7,7 @@ use std::os::unix::fs::{lchown, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use vmrm::Outcome;
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, FailedOp, Limit};
 use vmrm_tests::{attack, ids, require_root, tree, Daemon, DaemonOptions, Fixture};
 
 /// The victim: a user sharing a group with tenant A.
@@ -102,9 +102,9 @@ fn confused_deputy_is_reported_typed_with_the_owner() {
         panic!("{outcome:?}");
     };
     assert_eq!(failures.len(), 1, "{failures:?}");
-    assert_eq!(failures[0].op, FailedOp::ForeignOwner { owner: VICTIM });
+    let foreign = Cause::Limit(Limit::ForeignOwner { owner: VICTIM });
+    assert_eq!(failures[0].cause, foreign);
     assert_eq!(failures[0].path, b"a/b/project");
-    assert_eq!(failures[0].errno, 0);
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn fan_out_reports_a_subtree_moved_out_at_any_width() {
         );
         match &outcome {
             Outcome::Failed { failures, .. } => assert!(
-                failures.iter().any(|f| f.op == FailedOp::Moved),
+                failures.iter().any(|f| f.op == FailedOp::Reopen),
                 "width {width}: no `moved` failure among {failures:?}"
             ),
             other => panic!("width {width}: moved mid-walk but {other:?}"),

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use vmrm::Outcome;
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, Limit};
 use vmrm_tests::{require_root, tree, Daemon, DaemonOptions, Fixture};
 
 #[test]
@@ -39,8 +39,8 @@ fn an_unremovable_deep_chain_ends_early_with_no_progress() {
         } => {
             assert_eq!(stats.entries, 0, "{outcome:?}");
             let last = failures.last().unwrap();
-            assert_eq!(last.op, FailedOp::NoProgress, "{failures:?}");
-            assert_eq!(last.errno, 0);
+            let no_progress = Cause::Limit(Limit::NoProgress);
+            assert_eq!(last.cause, no_progress, "{failures:?}");
         }
         other => panic!("{other:?}"),
     }

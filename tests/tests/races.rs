@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 use vmrm::Outcome;
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, FailedOp, Limit};
 use vmrm_tests::{attack, ids, require_root, tree, Canary, Daemon, DaemonOptions, Fixture};
 
 /// Files per level: widens the window between listing and unlinking
@@ -138,7 +138,7 @@ fn symlink_swap_loops_never_reach_outside_the_tree() {
             assert!(
                 failures
                     .iter()
-                    .all(|f| f.op != FailedOp::Moved || depth > 0),
+                    .all(|f| f.op != FailedOp::Reopen || depth > 0),
                 "{}",
                 summary(&outcome)
             );
@@ -159,11 +159,11 @@ fn a_subtree_moved_out_during_removal_is_not_followed_up() {
     require_root();
     // Sandboxed, Landlock refuses every step outside the prefixes; without
     // the sandbox, the identity check on `..` alone must stop the walk.
-    moved_out(World::new(&[]), 13);
-    moved_out(World::with_sandbox(&[], "off"), 18);
+    moved_out(World::new(&[]), Cause::Errno(13));
+    moved_out(World::with_sandbox(&[], "off"), Cause::Limit(Limit::Moved));
 }
 
-fn moved_out(w: World, errno: i32) {
+fn moved_out(w: World, cause: Cause) {
     let mut outcomes = Vec::new();
     for round in 0..3 {
         // Deeper than the helper's fd ring, so it must re-open parents
@@ -206,9 +206,9 @@ fn moved_out(w: World, errno: i32) {
                 Outcome::Failed { failures, .. } => assert!(
                     failures
                         .iter()
-                        .any(|f| f.op == FailedOp::Moved && f.errno == errno),
-                    "no `moved` failure among {:?}",
-                    failures.iter().map(|f| (f.op, f.errno)).collect::<Vec<_>>()
+                        .any(|f| f.op == FailedOp::Reopen && f.cause == cause),
+                    "no `reopen` failure of {cause:?} among {:?}",
+                    failures.iter().map(|f| (f.op, f.cause)).collect::<Vec<_>>()
                 ),
                 other => panic!("moved mid-walk but {}", summary(other)),
             }
@@ -291,7 +291,10 @@ fn a_tree_that_keeps_growing_ends_with_a_truthful_report() {
             assert!(
                 failures
                     .iter()
-                    .all(|f| matches!(f.op, FailedOp::KeptGrowing | FailedOp::Limit)),
+                    .all(|f| matches!(
+                        f.cause,
+                        Cause::Limit(Limit::KeptGrowing | Limit::Deadline | Limit::Depth)
+                    )),
                 "{}",
                 summary(&outcome)
             );
@@ -315,7 +318,7 @@ fn summary(outcome: &Outcome) -> String {
         } => {
             let mut ops: Vec<String> = failures
                 .iter()
-                .map(|f| format!("{}/{}", f.op.as_str(), f.errno))
+                .map(|f| format!("{}/{:?}", f.op.as_str(), f.cause))
                 .collect();
             ops.dedup();
             format!(

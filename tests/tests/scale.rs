@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{mknodat, openat, FileType, Mode, OFlags, CWD};
 use vmrm::Outcome;
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, Limit};
 use vmrm_tests::{require_root, tree, Daemon, DaemonOptions, Fixture};
 
 /// vmrmd's peak resident memory must stay under this.
@@ -106,8 +106,7 @@ fn a_million_entries_and_a_100000_level_chain_in_bounded_memory_and_fds() {
                 "{:?}",
                 failures.iter().map(|f| f.op).collect::<Vec<_>>()
             );
-            assert_eq!(failures[0].op, FailedOp::Limit);
-            assert_eq!(failures[0].errno, nix::errno::Errno::ENAMETOOLONG as i32);
+            assert_eq!(failures[0].cause, Cause::Limit(Limit::Depth));
             assert!(failures[0].path_truncated);
         }
         other => panic!("{other:?}"),
