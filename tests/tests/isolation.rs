@@ -72,7 +72,7 @@ fn confused_deputy_foreign_dir_is_left_and_reported() {
         assert_eq!(line["result"], "failed", "{line}");
         let failures = line["failures"].as_array().unwrap();
         assert!(
-            failures.iter().any(|f| f["op"] == "foreign_owner"
+            failures.iter().any(|f| f["limit"] == "foreign_owner"
                 && f["path"] == "project"
                 && f["owner"] == VICTIM),
             "{line}"
