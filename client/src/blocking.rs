@@ -97,7 +97,7 @@ impl Client {
         if self.stream.is_none() {
             self.connect()?;
         }
-        let frame = encode(msg).map_err(|source| self.frame_err(source))?;
+        let frame = encode(msg).map_err(|error| self.frame_err(error))?;
         let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
             socket: self.options.socket.clone(),
         })?;
@@ -108,13 +108,13 @@ impl Client {
 
     fn connect(&mut self) -> Result<(), ClientError> {
         let stream = UnixStream::connect(&self.options.socket)
-            .map_err(|source| session::connect_error(&self.options, source))?;
+            .map_err(|error| session::connect_error(&self.options, error))?;
         let timeouts = stream
             .set_read_timeout(Some(self.options.response_timeout))
             .and_then(|()| stream.set_write_timeout(Some(self.options.send_timeout)));
         timeouts.map_err(|e| self.io_err(e, Waiting::Send))?;
         self.stream = Some(stream);
-        let frame = encode(&session::hello()).map_err(|source| self.frame_err(source))?;
+        let frame = encode(&session::hello()).map_err(|error| self.frame_err(error))?;
         let written = self.stream.as_mut().map(|s| s.write_all(&frame));
         if let Some(Err(e)) = written {
             // A helper at its connection limit sends "busy" and hangs up
@@ -148,7 +148,7 @@ impl Client {
             socket: self.options.socket.clone(),
         })?;
         match read_frame(stream) {
-            Ok(Some(payload)) => decode(&payload).map_err(|source| self.frame_err(source)),
+            Ok(Some(payload)) => decode(&payload).map_err(|error| self.frame_err(error)),
             Ok(None) => Err(ClientError::Closed {
                 socket: self.options.socket.clone(),
             }),
@@ -156,7 +156,7 @@ impl Client {
             Err(FrameError::Truncated) => Err(ClientError::Closed {
                 socket: self.options.socket.clone(),
             }),
-            Err(source) => Err(self.frame_err(source)),
+            Err(error) => Err(self.frame_err(error)),
         }
     }
 
@@ -175,15 +175,15 @@ impl Client {
             },
             _ => ClientError::Io {
                 socket: self.options.socket.clone(),
-                source: e,
+                error: e,
             },
         }
     }
 
-    fn frame_err(&self, source: FrameError) -> ClientError {
+    fn frame_err(&self, error: FrameError) -> ClientError {
         ClientError::Frame {
             socket: self.options.socket.clone(),
-            source,
+            error,
         }
     }
 }

@@ -13,25 +13,20 @@ use crate::session::SocketOrigin;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot connect to vmrmd at {socket:?} ({origin}): {source}; {hint}",
-        hint = connect_hint(source)
+        "cannot connect to vmrmd at {socket:?} ({origin}): {error}; {hint}",
+        hint = connect_hint(error)
     )]
     Connect {
         socket: PathBuf,
         origin: SocketOrigin,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// The helper is at a connection limit and said which; a later attempt
     /// may succeed.
     #[error("vmrmd at {socket:?} is busy: {message}; retry later")]
     Busy { socket: PathBuf, message: String },
-    #[error("connection to vmrmd at {socket:?} failed: {source}")]
-    Io {
-        socket: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("connection to vmrmd at {socket:?} failed: {error}")]
+    Io { socket: PathBuf, error: io::Error },
     #[error("vmrmd at {socket:?} did not {waiting} within {after:?}")]
     Timeout {
         socket: PathBuf,
@@ -43,12 +38,8 @@ pub enum ClientError {
     },
     #[error("vmrmd at {socket:?} closed the connection")]
     Closed { socket: PathBuf },
-    #[error("bad frame from vmrmd at {socket:?}: {source}")]
-    Frame {
-        socket: PathBuf,
-        #[source]
-        source: FrameError,
-    },
+    #[error("bad frame from vmrmd at {socket:?}: {error}")]
+    Frame { socket: PathBuf, error: FrameError },
     #[error("vmrmd at {socket:?} refused the connection ({kind:?}): {message}")]
     Refused {
         socket: PathBuf,
@@ -59,12 +50,8 @@ pub enum ClientError {
     Unexpected { socket: PathBuf, what: String },
     /// vmrmd emptied the directory, but removing the empty top directory
     /// (ours to do, as its owner) failed before reaching the kernel.
-    #[error("cannot remove the emptied directory {path:?}: {source}")]
-    Local {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot remove the emptied directory {path:?}: {error}")]
+    Local { path: PathBuf, error: io::Error },
 }
 
 /// Which wait of a request ran out.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vmrm_proto::{
-    Answer, Cause, ClientMessage, DenyReason, FailedOp, Failure, Outcome, ProtocolErrorKind, RemovalStats,
-    Request, RequestId, ServerMessage, Stats, PROTOCOL_VERSION,
+    Answer, Cause, ClientMessage, DenyReason, FailedOp, Failure, Outcome, ProtocolErrorKind,
+    RemovalStats, Request, RequestId, ServerMessage, Stats, PROTOCOL_VERSION,
 };
 
 use crate::ClientError;
@@ -164,11 +164,11 @@ pub(crate) fn peer_hung_up(e: &io::Error) -> bool {
 
 /// The error for a failed connect(2), naming the socket, where its path
 /// came from, and what to check.
-pub(crate) fn connect_error(options: &ClientOptions, source: io::Error) -> ClientError {
+pub(crate) fn connect_error(options: &ClientOptions, error: io::Error) -> ClientError {
     ClientError::Connect {
         socket: options.socket.clone(),
         origin: options.socket_origin,
-        source,
+        error,
     }
 }
 
@@ -292,7 +292,7 @@ impl<'a> Removal<'a> {
                 })),
                 None => Err(ClientError::Local {
                     path: self.path.to_owned(),
-                    source: e,
+                    error: e,
                 }),
             },
         }

@@ -114,19 +114,19 @@ impl AsyncClient {
     async fn connect(&self) -> Result<Conn, ClientError> {
         let stream = UnixStream::connect(&self.options.socket)
             .await
-            .map_err(|source| session::connect_error(&self.options, source))?;
+            .map_err(|error| session::connect_error(&self.options, error))?;
         let mut conn = Framed::new(stream, codec());
         let msg = match self.exchange(&mut conn, &session::hello()).await {
             Ok(msg) => msg,
             // A helper at its connection limit sends "busy" and hangs up
             // without reading our hello: report its refusal, not EPIPE.
-            Err(ClientError::Io { socket, source }) if session::peer_hung_up(&source) => {
+            Err(ClientError::Io { socket, error }) if session::peer_hung_up(&error) => {
                 match timeout(REFUSAL_WAIT, conn.next()).await {
                     Ok(Some(Ok(frame))) => match decode(&frame) {
                         Ok(msg) => msg,
-                        Err(_) => return Err(ClientError::Io { socket, source }),
+                        Err(_) => return Err(ClientError::Io { socket, error }),
                     },
-                    _ => return Err(ClientError::Io { socket, source }),
+                    _ => return Err(ClientError::Io { socket, error }),
                 }
             }
             Err(e) => return Err(e),
@@ -141,9 +141,9 @@ impl AsyncClient {
         msg: &ClientMessage,
     ) -> Result<ServerMessage, ClientError> {
         let socket = || self.options.socket.clone();
-        let payload = encode_payload(msg).map_err(|source| ClientError::Frame {
+        let payload = encode_payload(msg).map_err(|error| ClientError::Frame {
             socket: socket(),
-            source,
+            error,
         })?;
         match timeout(
             self.options.send_timeout,
@@ -155,7 +155,7 @@ impl AsyncClient {
             Ok(Err(e)) => {
                 return Err(ClientError::Io {
                     socket: socket(),
-                    source: e,
+                    error: e,
                 })
             }
             Err(_) => {
@@ -167,17 +167,17 @@ impl AsyncClient {
             }
         }
         match timeout(self.options.response_timeout, conn.next()).await {
-            Ok(Some(Ok(frame))) => decode(&frame).map_err(|source| ClientError::Frame {
+            Ok(Some(Ok(frame))) => decode(&frame).map_err(|error| ClientError::Frame {
                 socket: socket(),
-                source,
+                error,
             }),
             Ok(Some(Err(e))) if e.kind() == io::ErrorKind::InvalidData => Err(ClientError::Frame {
                 socket: socket(),
-                source: vmrm_proto::FrameError::Io(e),
+                error: vmrm_proto::FrameError::Io(e),
             }),
             Ok(Some(Err(e))) => Err(ClientError::Io {
                 socket: socket(),
-                source: e,
+                error: e,
             }),
             Ok(None) => Err(ClientError::Closed { socket: socket() }),
             Err(_) => Err(ClientError::Timeout {

@@ -41,31 +41,19 @@ pub enum WorkDirError {
          Unix socket address; use a shorter base directory"
     )]
     SocketPathTooLong { base: PathBuf, len: usize },
-    #[error("cannot create a working directory in {base:?}: {source}")]
-    Create {
-        base: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot create a working directory in {base:?}: {error}")]
+    Create { base: PathBuf, error: io::Error },
 }
 
 /// Why a working directory could not be removed (yet). Cleanup may be
 /// called again.
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
-    #[error("cannot remove {path:?}: {source}")]
-    Local {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot remove {path:?}: {error}")]
+    Local { path: PathBuf, error: io::Error },
     /// vmrmd could not be asked, or did not answer (the error says which).
-    #[error("cannot remove {path:?}: {source}")]
-    Helper {
-        path: PathBuf,
-        #[source]
-        source: ClientError,
-    },
+    #[error("cannot remove {path:?}: {error}")]
+    Helper { path: PathBuf, error: ClientError },
     /// vmrmd answered, and the directory is still there: refused, failed
     /// in part, or not served now (the outcome says which).
     #[error("cannot remove {path:?}: {outcome}")]
@@ -132,9 +120,9 @@ impl WorkDirBuilder {
                 len: longest,
             });
         }
-        let create = |source| WorkDirError::Create {
+        let create = |error| WorkDirError::Create {
             base: self.base.clone(),
-            source,
+            error,
         };
         let path = tempfile::Builder::new()
             .prefix(&format!("vm-{id8}-"))
@@ -306,13 +294,13 @@ impl WorkDir {
                 Ok(Err(e)) => {
                     return Err(CleanupError::Local {
                         path: self.path.clone(),
-                        source: e,
+                        error: e,
                     })
                 }
                 Err(e) => {
                     return Err(CleanupError::Local {
                         path: self.path.clone(),
-                        source: io::Error::other(e),
+                        error: io::Error::other(e),
                     })
                 }
             }
@@ -336,7 +324,7 @@ impl WorkDir {
                 Err(e) => {
                     return Err(CleanupError::Local {
                         path: self.path.clone(),
-                        source: e,
+                        error: e,
                     })
                 }
             }
@@ -352,9 +340,9 @@ impl WorkDir {
                 path: self.path.clone(),
                 outcome: Box::new(other),
             }),
-            Err(source) => Err(CleanupError::Helper {
+            Err(error) => Err(CleanupError::Helper {
                 path: self.path.clone(),
-                source,
+                error,
             }),
         }
     }

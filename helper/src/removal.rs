@@ -41,7 +41,7 @@ impl PrefixDirs {
                 )
                 .map_err(|e| PrefixOpenError {
                     path: p.path().to_owned(),
-                    source: e.into(),
+                    error: e.into(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()
@@ -81,11 +81,10 @@ impl PrefixDirs {
 
 /// A prefix directory could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open prefix {path:?}: {source}")]
+#[error("cannot open prefix {path:?}: {error}")]
 pub struct PrefixOpenError {
     pub path: std::path::PathBuf,
-    #[source]
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// Handle one remove request for `peer`, within `config.limits`. Every

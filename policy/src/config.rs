@@ -284,11 +284,10 @@ pub struct Config {
 /// Why a configuration is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path:?}: {source}")]
+    #[error("cannot read config file {path:?}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Line and column only, and the parser's message with every quoted
     /// word from the file redacted: a config that is really another file

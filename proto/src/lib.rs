@@ -21,9 +21,9 @@ pub use frame::{
     MAX_FRAME_LEN,
 };
 pub use message::{
-    Answer, Cause, ClientMessage, DenyReason, FailedOp, Failure, Limit, Outcome,
-    ProtocolErrorKind, RemovalStats, Request, RequestId, ServerMessage, Stats, Verdict,
-    VerdictCounts, MAX_REPORTED_FAILURES, MAX_REPORTED_PATH_LEN,
+    Answer, Cause, ClientMessage, DenyReason, FailedOp, Failure, Limit, Outcome, ProtocolErrorKind,
+    RemovalStats, Request, RequestId, ServerMessage, Stats, Verdict, VerdictCounts,
+    MAX_REPORTED_FAILURES, MAX_REPORTED_PATH_LEN,
 };
 
 /// The protocol version this build speaks. Bumped on any incompatible change

@@ -289,12 +289,10 @@ fn a_tree_that_keeps_growing_ends_with_a_truthful_report() {
         Outcome::Failed { failures, .. } => {
             assert!(top.exists());
             assert!(
-                failures
-                    .iter()
-                    .all(|f| matches!(
-                        f.cause,
-                        Cause::Limit(Limit::KeptGrowing | Limit::Deadline | Limit::Depth)
-                    )),
+                failures.iter().all(|f| matches!(
+                    f.cause,
+                    Cause::Limit(Limit::KeptGrowing | Limit::Deadline | Limit::Depth)
+                )),
                 "{}",
                 summary(&outcome)
             );

@@ -17,10 +17,7 @@ pub fn shown(path: &Path) -> String {
 /// One sentence for a non-success outcome.
 pub fn outcome_line(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Failed { .. } => format!(
-            "{} parts could not be removed",
-            outcome.failure_count()
-        ),
+        Outcome::Failed { .. } => format!("{} parts could not be removed", outcome.failure_count()),
         other => other.to_string(),
     }
 }

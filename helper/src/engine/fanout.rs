@@ -29,8 +29,8 @@ use rustix::fs::{fstat, seek, unlinkat, AtFlags, FileType, RawDir, SeekFrom};
 use vmrm_proto::Failure;
 
 use super::descend::{open_owned_child, pass_cap};
-use super::walk::unlink_entry;
 use super::report::{moved, stops_removal};
+use super::walk::unlink_entry;
 use super::{empty_tree, Report, WalkOptions};
 
 /// Fan out only over at least this many subdirectories: below it, thread
