@@ -40,7 +40,9 @@ pub enum ClientError {
     Closed { socket: PathBuf },
     #[error("bad frame from vmrmd at {socket:?}: {error}")]
     Frame { socket: PathBuf, error: FrameError },
-    #[error("vmrmd at {socket:?} refused the connection ({kind:?}): {message}")]
+    /// vmrmd sent a protocol error and closed the connection: at the hello
+    /// (for example an unsupported version) or later (idle too long).
+    #[error("vmrmd at {socket:?} ended the connection ({kind:?}): {message}")]
     Refused {
         socket: PathBuf,
         kind: ProtocolErrorKind,
@@ -95,5 +97,32 @@ fn connect_hint(e: &io::Error) -> &'static str {
             "the socket admits its group only (vmrm by default): check `ls -l` on it and `id`"
         }
         _ => "is vmrmd running? check `systemctl status vmrmd.socket`",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_names_the_wait_that_ran_out_and_its_length() {
+        let send = ClientError::Timeout {
+            socket: "/s".into(),
+            waiting: Waiting::Send,
+            after: Duration::from_secs(10),
+        };
+        assert_eq!(
+            send.to_string(),
+            "vmrmd at \"/s\" did not take our request within 10s"
+        );
+        let answer = ClientError::Timeout {
+            socket: "/s".into(),
+            waiting: Waiting::Answer,
+            after: Duration::from_secs(660),
+        };
+        assert_eq!(
+            answer.to_string(),
+            "vmrmd at \"/s\" did not answer within 660s"
+        );
     }
 }

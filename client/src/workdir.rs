@@ -372,6 +372,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_failed_removal_reads_as_what_failed_not_as_a_refusal() {
+        use vmrm_proto::{Cause, FailedOp, Failure, Limit, RemovalStats};
+        let e = CleanupError::NotRemoved {
+            path: "/tmp/vm-x".into(),
+            outcome: Box::new(Outcome::Failed {
+                stats: RemovalStats::default(),
+                failures: vec![Failure {
+                    path: b"a/project".to_vec(),
+                    path_truncated: false,
+                    op: FailedOp::Open,
+                    cause: Cause::Limit(Limit::ForeignOwner { owner: 1001 }),
+                }],
+                omitted: 1,
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot remove \"/tmp/vm-x\": 2 parts could not be removed; first: open \
+             'a/project': owned by uid 1001, neither the caller nor a runner user; left untouched"
+        );
+    }
+
+    #[test]
     fn creates_a_private_directory_with_the_expected_name() {
         let base = tempfile::tempdir().unwrap();
         let mut wd = WorkDir::builder("3f2a9c1e-aaaa-bbbb")

@@ -88,7 +88,8 @@ pub async fn serve(service: Arc<Service>, stream: UnixStream, cred: UCred, _tick
     };
     let end = conn.run().await;
     if let ReadEnd::Protocol(kind, message) = end {
-        tracing::info!(peer_uid = conn.peer.uid.0, peer_pid = conn.peer.pid.unwrap_or(0), ?kind, %message, "closing connection");
+        // The pid only when the kernel gave one: never a made-up 0.
+        tracing::info!(peer_uid = conn.peer.uid.0, peer_pid = conn.peer.pid, ?kind, %message, "closing connection");
         let _ = conn.send(&ServerMessage::Error { kind, message }).await;
     }
 }
