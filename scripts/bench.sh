@@ -7,6 +7,8 @@
 #
 #   sudo scripts/bench.sh           # full run (about 15 minutes on 2 cores)
 #   sudo scripts/bench.sh --quick   # smaller trees, fewer repetitions
+#   sudo scripts/bench.sh --only python   # one section (typical, tenants,
+#                                         # large, python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -22,4 +24,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 cargo build --release --locked -p vmrmd -p vmrm -p vmrm-bench
+# Section 5 runs the Python package as the service user: install it where
+# that user can read it, for an interpreter it can run.
+if command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; then
+  python3 -m pip install --quiet --upgrade --target target/python-bench ./python
+  chmod -R a+rX target/python-bench
+  export VMRM_BENCH_PYTHONPATH="$PWD/target/python-bench"
+  if [ -x /usr/bin/python3 ]; then export VMRM_BENCH_PYTHON=/usr/bin/python3; fi
+fi
 exec ./target/release/vmrm-bench --out . "$@"

@@ -2,13 +2,14 @@
 //! run, and writes BENCHMARKS.md (and benchmarks.svg). Run as root through
 //! `scripts/bench.sh`, which installs what it needs first.
 //!
-//! `vmrm-bench [--quick] [--only typical|tenants|large|fairness] [--out DIR]`;
+//! `vmrm-bench [--quick] [--only typical|tenants|large|fairness|python] [--out DIR]`;
 //! `vmrm-bench worker SOCKET VMRM` is the unprivileged half, started by the
 //! benchmark itself. A run with `--only` prints its sections and leaves
 //! BENCHMARKS.md, which only a full run writes, alone.
 
 mod fairness;
 mod plot;
+mod python;
 mod setup;
 mod summary;
 mod trees;
@@ -27,7 +28,7 @@ use summary::{median, median_ratio, quantile, show};
 use vmrm::{Client, ClientOptions, Outcome};
 
 struct Plan {
-    /// Run only this section (`typical`, `tenants`, `large`, `fairness`),
+    /// Run only this section (`typical`, `tenants`, `large`, `fairness`, `python`),
     /// for quick checks.
     only: Option<String>,
     workdir_iterations: usize,
@@ -168,6 +169,18 @@ fn run(plan: &Plan, out: &Path) -> Result<(), String> {
     if wanted("fairness") {
         eprintln!("== fairness between tenants");
         fairness::fairness(plan, &env, &mut md, &mut targets)?;
+    }
+
+    if wanted("python") {
+        eprintln!("== from Python");
+        python::section(
+            plan.workdir_iterations,
+            &env,
+            &env.tmpfs,
+            &sandboxed,
+            &mut md,
+            &mut targets,
+        )?;
     }
 
     let _ = writeln!(

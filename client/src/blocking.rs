@@ -193,3 +193,107 @@ impl Default for Client {
         Client::new()
     }
 }
+
+/// A removal sent and not yet answered; see [`Client::send_remove`].
+#[derive(Debug)]
+pub struct PendingRemoval {
+    removal: Removal,
+    id: RequestId,
+    /// Sent on a connection an earlier request used: one resend is allowed
+    /// if it turns out to be dead.
+    reused: bool,
+}
+
+/// [`Client::remove`] in two halves, for an event loop (asyncio) that waits
+/// for the answer itself instead of blocking a thread: no thread hop per
+/// call. Same semantics: one resend on a stale connection, the sticky-top
+/// finish, refilled tops asked again.
+impl Client {
+    /// Connect if needed (blocking: once per connection), send the request,
+    /// return without waiting. Then wait until [`Client::as_fd`] is readable
+    /// and call [`Client::finish_remove`].
+    pub fn send_remove(&mut self, path: &Path) -> Result<PendingRemoval, ClientError> {
+        let mut pending = PendingRemoval {
+            removal: Removal::new(path),
+            id: 0,
+            reused: false,
+        };
+        self.send_pending(&mut pending)?;
+        Ok(pending)
+    }
+
+    /// The connection's fd, to wait for readability; `None` when closed.
+    pub fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.stream.as_ref().map(|s| s.as_fd())
+    }
+
+    /// Read the answer (it should be waiting) and finish. `Ok(Err(p))`: the
+    /// request was sent again (stale connection, refilled top); wait for
+    /// readability and call this again with `p`.
+    pub fn finish_remove(
+        &mut self,
+        mut pending: PendingRemoval,
+    ) -> Result<Result<Outcome, PendingRemoval>, ClientError> {
+        let answer = self
+            .receive()
+            .and_then(|msg| session::check_response(&self.options.socket, pending.id, msg));
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.stream = None;
+                if pending.reused && e.is_retryable() {
+                    pending.reused = false;
+                    self.send_pending(&mut pending)?;
+                    return Ok(Err(pending));
+                }
+                return Err(e);
+            }
+        };
+        match pending.removal.answer(&self.options.socket, answer)? {
+            Some(outcome) => Ok(Ok(outcome)),
+            None => {
+                self.send_pending(&mut pending)?;
+                Ok(Err(pending))
+            }
+        }
+    }
+
+    /// Give up on a pending answer (its caller was cancelled): drop the
+    /// connection, so a half-read answer is never taken for the next one.
+    pub fn abandon(&mut self) {
+        self.stream = None;
+    }
+
+    fn send_pending(&mut self, pending: &mut PendingRemoval) -> Result<(), ClientError> {
+        let request = pending.removal.request();
+        let mut resend = true;
+        loop {
+            let reused = self.stream.is_some();
+            if !reused {
+                self.connect()?;
+            }
+            pending.id = self.next_id;
+            self.next_id += 1;
+            let frame = encode(&session::request(pending.id, request.clone()))
+                .map_err(|error| self.frame_err(error))?;
+            let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
+                socket: self.options.socket.clone(),
+            })?;
+            match stream.write_all(&frame) {
+                Ok(()) => {
+                    pending.reused = pending.reused || reused;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.stream = None;
+                    let e = self.io_err(e, Waiting::Send);
+                    if !(reused && resend && e.is_retryable()) {
+                        return Err(e);
+                    }
+                    resend = false;
+                }
+            }
+        }
+    }
+}

@@ -18,7 +18,7 @@ mod session;
 mod tokio_client;
 mod workdir;
 
-pub use blocking::Client;
+pub use blocking::{Client, PendingRemoval};
 pub use error::{ClientError, Waiting};
 pub use session::{default_socket, ClientOptions, Denied, SocketOrigin, SOCKET_ENV};
 #[cfg(feature = "tokio")]

@@ -223,18 +223,19 @@ pub struct Denied {
 ///     if let Some(outcome) = removal.answer(socket, answer)? { return Ok(outcome) }
 /// }
 /// ```
-pub(crate) struct Removal<'a> {
-    path: &'a Path,
+#[derive(Debug)]
+pub(crate) struct Removal {
+    path: PathBuf,
     bytes: Vec<u8>,
     attempt: u32,
     /// What earlier rounds removed, added to the final count.
     earlier: RemovalStats,
 }
 
-impl<'a> Removal<'a> {
-    pub(crate) fn new(path: &'a Path) -> Removal<'a> {
+impl Removal {
+    pub(crate) fn new(path: &Path) -> Removal {
         Removal {
-            path,
+            path: path.to_owned(),
             bytes: path_bytes(path),
             attempt: 1,
             earlier: RemovalStats::default(),
@@ -265,7 +266,7 @@ impl<'a> Removal<'a> {
         // We own the top directory and the helper has emptied it, so
         // removing it is ours to do (the helper would need CAP_FOWNER in a
         // sticky prefix).
-        match std::fs::remove_dir(self.path) {
+        match std::fs::remove_dir(&self.path) {
             Ok(()) => {
                 stats.entries += 1;
                 Ok(Some(Outcome::Removed(stats)))
@@ -291,7 +292,7 @@ impl<'a> Removal<'a> {
                     omitted: 0,
                 })),
                 None => Err(ClientError::Local {
-                    path: self.path.to_owned(),
+                    path: self.path.clone(),
                     error: e,
                 }),
             },

@@ -1,0 +1,62 @@
+"""AsyncClient under load and cancellation."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import tenant
+import pytest
+
+import vmrm
+from conftest import TENANT_A, Daemon, TenantFactory, World
+
+
+def test_128_concurrent_async_removals(world: World, daemon: Daemon, as_tenant: TenantFactory) -> None:
+    dirs = [world.workdir(TENANT_A) for _ in range(128)]
+    stats = as_tenant(TENANT_A).apply(tenant.gather_removals, (str(world.socket), [str(d) for d in dirs]))
+    assert len(stats) == 128
+    assert all(s.entries == 9 for s in stats), stats
+    assert not any(d.exists() for d in dirs)
+
+
+def test_a_cancelled_await_leaves_the_client_usable(
+    world: World, daemon: Daemon, as_tenant: TenantFactory
+) -> None:
+    big = world.workdir(TENANT_A, extra_files=3000)
+    small = world.workdir(TENANT_A)
+    delays = [0.0, 0.0005, 0.002, 0.01]
+    out = as_tenant(TENANT_A).apply(
+        tenant.cancel_then_use, (str(world.socket), str(big), str(small), delays)
+    )
+    assert out["cancelled"] == len(delays) + 1
+    assert out["small"].entries == 9
+    assert "vmrmd" in out["pong"]
+    # The helper finished the removal whose callers stopped waiting (in a
+    # sticky prefix it empties the tree; removing the empty top was the
+    # cancelled caller's part, so the top may remain).
+    assert not small.exists()
+    deadline = time.monotonic() + 30
+    while big.exists() and os.listdir(big):
+        assert time.monotonic() < deadline, "the cancelled removal never finished"
+        time.sleep(0.05)
+
+
+def test_async_client_is_unavailable_while_stopped_then_succeeds_after_restart(
+    world: World, daemon: Daemon, as_tenant: TenantFactory
+) -> None:
+    first, second = world.workdir(TENANT_A), world.workdir(TENANT_A)
+    a = as_tenant(TENANT_A)
+    a.apply(tenant.keep_async_client, (str(world.socket),))
+    assert a.apply(tenant.aclient_call, ("remove", str(first))).entries == 9
+    daemon.stop()
+    for _ in range(2):
+        with pytest.raises(vmrm.Unavailable) as e:
+            a.apply(tenant.aclient_call, ("remove", str(second)))
+        assert str(world.socket) in str(e.value)
+    assert second.exists()
+    daemon.start()
+    assert a.apply(tenant.aclient_call, ("remove", str(second))).entries == 9
+    assert "vmrmd" in a.apply(tenant.aclient_call, ("ping",))
+    with pytest.raises(vmrm.NotFound):
+        a.apply(tenant.aclient_call, ("remove", str(second)))

@@ -1,0 +1,155 @@
+"""AsyncClient: the asyncio client.
+
+A removal is sent from the event loop's own thread, the loop waits for the
+socket to become readable (``add_reader``), and the answer is read and
+finished there:
+the Rust client does the protocol (``Client.send_remove`` /
+``finish_remove``), asyncio does the waiting, and no thread or second
+runtime is involved. Two alternatives were measured in the same runs
+(BENCHMARKS.md, section 5): the Rust tokio client behind pyo3-async-runtimes
+(``vmrm._native.AsyncClient``, kept for the benchmark) was 1.07-1.30x
+slower; the blocking client on a worker thread (``asyncio.to_thread``)
+0.93-1.14x, within the noise of a loaded 2-core VM. This design was kept:
+no thread per client, and a cancelled await drops the connection rather
+than leave a thread to finish it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, Optional, TypeVar, Union
+
+from ._errors import Unavailable
+from ._native import Client, RemovalStats
+
+_Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+_T = TypeVar("_T")
+
+#: The blocking client's default wait for one answer, in seconds.
+_DEFAULT_TIMEOUT = 660.0
+
+
+class AsyncClient:
+    """asyncio client on one persistent connection to vmrmd.
+
+    Share one between the tasks of one event loop: requests go one at a
+    time, in order (use several clients for parallel removals). A cancelled
+    ``await`` leaves the client usable: the connection it was waiting on is
+    dropped (the helper still finishes a removal it started) and the next
+    call opens a new one. Its socket defaults to ``$VMRM_SOCKET``, then
+    ``vmrm.DEFAULT_SOCKET``.
+    """
+
+    __slots__ = ("_client", "_executor", "_lock", "_serial", "_timeout")
+
+    def __init__(self, socket: Optional[_Path] = None, timeout: Optional[float] = None) -> None:
+        self._client = Client(socket, timeout)
+        self._timeout = _DEFAULT_TIMEOUT if timeout is None else timeout
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._lock = threading.Lock()
+        # Created inside the running loop (Python 3.9 binds a lock to the
+        # loop current at its creation).
+        self._serial: Optional[asyncio.Lock] = None
+
+    @property
+    def socket(self) -> Path:
+        return self._client.socket
+
+    def _in_order(self) -> asyncio.Lock:
+        if self._serial is None:
+            self._serial = asyncio.Lock()
+        return self._serial
+
+    async def _blocking(self, fn: Any, *args: Any) -> Any:
+        """A call that may wait on the helper (connecting, ping, stats), on a
+        worker thread so the loop never blocks."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="vmrm")
+            pool = self._executor
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def _readable(self, fd: int) -> None:
+        """Until `fd` is readable; TimeoutError after the client's timeout.
+        (A plain future and a timer: cheaper than asyncio.wait_for, which
+        wraps the wait in a task.)"""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+
+        def on_ready() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        def on_timeout() -> None:
+            if not ready.done():
+                ready.set_exception(asyncio.TimeoutError())
+
+        loop.add_reader(fd, on_ready)
+        timer = loop.call_later(self._timeout, on_timeout)
+        try:
+            await ready
+        finally:
+            timer.cancel()
+            loop.remove_reader(fd)
+
+    async def remove(self, path: _Path, missing_ok: bool = False) -> RemovalStats:
+        """Remove the directory tree at ``path`` (made absolute against the
+        cwd). Raises Denied, NotFound (unless ``missing_ok``),
+        RemovalFailed or Unavailable; TypeError or ValueError for a bad
+        path, before anything is sent."""
+        async with self._in_order():
+            if self._client._fileno() is None:
+                # Connect (and handshake) off the loop's thread.
+                await self._blocking(self._client.ping)
+            pending = self._client._send_remove(path)
+            while True:
+                fd = self._client._fileno()
+                try:
+                    if fd is not None:
+                        await self._readable(fd)
+                except asyncio.TimeoutError:
+                    self._client._abandon()
+                    raise Unavailable(
+                        f"no answer from vmrmd at {self.socket} within {self._timeout}s; it is "
+                        "overloaded or stuck: retry later, or pass a longer timeout=",
+                        os.fsdecode(os.fspath(path)), str(self.socket), "timeout",
+                    ) from None
+                except BaseException:
+                    # Cancelled: never leave an answer half-read.
+                    self._client._abandon()
+                    raise
+                stats = self._client._finish_remove(pending, missing_ok)
+                if stats is not None:
+                    return stats
+
+    async def ping(self) -> str:
+        """The helper's name and version."""
+        async with self._in_order():
+            result: str = await self._blocking(self._client.ping)
+            return result
+
+    async def stats(self) -> Dict[str, Any]:
+        """The helper's counters since it started."""
+        async with self._in_order():
+            result: Dict[str, Any] = await self._blocking(self._client.stats)
+            return result
+
+    def close(self) -> None:
+        """Drop the connection and stop the worker thread."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
+        self._client.close()
+
+    def __del__(self) -> None:
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    def __repr__(self) -> str:
+        return f"vmrm.AsyncClient(socket={str(self.socket)!r})"
