@@ -112,3 +112,22 @@ impl Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_is_neither_denied_nor_unreachable() {
+        let unavailable = Outcome::Unavailable {
+            message: "vmrmd is shutting down".into(),
+        };
+        let status = Status::of(&unavailable, false);
+        assert_eq!(status, Status::Unavailable);
+        assert_eq!(status.code(), 7);
+        let bad = Outcome::BadRequest {
+            message: String::new(),
+        };
+        assert_eq!(Status::of(&bad, false).code(), 3);
+    }
+}
