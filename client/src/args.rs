@@ -15,7 +15,9 @@ Exit status:
   4  not found (without -f)
   5  the helper is unreachable, or broke the protocol
   6  busy: the helper is at a connection limit; nothing was asked, retry later
-With several paths, the most severe status wins: 5, 6, 3, 1, then 4.";
+  7  unavailable: the helper could not take the request on (shutting down);
+     nothing was touched, retry later
+With several paths, the most severe status wins: 5, 7, 6, 3, 1, then 4.";
 
 /// Remove VM working directories through the vmrmd helper.
 #[derive(Debug, Parser)]

@@ -6,11 +6,12 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use vmrm_proto::{
-    decode, encode, read_frame, FrameError, Outcome, RemovalStats, Request, RequestId,
-    ServerMessage, Stats,
+    decode, encode, read_frame, Answer, FrameError, Outcome, Request, RequestId, ServerMessage,
+    Stats,
 };
 
-use crate::session::{self, ClientOptions, Next};
+use crate::error::Waiting;
+use crate::session::{self, ClientOptions, Denied, Removal};
 use crate::ClientError;
 
 /// A blocking connection to vmrmd. Connects on first use; reconnects once
@@ -47,50 +48,30 @@ impl Client {
     /// verdict; an `Emptied` top in a sticky prefix is finished here, so the
     /// result is never `Emptied`.
     pub fn remove(&mut self, path: &Path) -> Result<Outcome, ClientError> {
-        let bytes = session::path_bytes(path);
-        let mut attempt = 1;
-        let mut earlier = RemovalStats::default();
+        let mut removal = Removal::new(path);
         loop {
-            let outcome = self.call(Request::Remove {
-                path: bytes.clone(),
-            })?;
-            match session::finish(path, session::with_earlier(outcome, earlier), attempt) {
-                Next::Done(outcome) => return Ok(outcome),
-                Next::AskAgain(so_far) => {
-                    earlier = so_far;
-                    attempt += 1;
-                }
+            let answer = self.call(removal.request())?;
+            if let Some(outcome) = removal.answer(&self.options.socket, answer)? {
+                return Ok(outcome);
             }
         }
     }
 
     /// Is the helper there? Returns its version string.
     pub fn ping(&mut self) -> Result<String, ClientError> {
-        match self.call(Request::Ping)? {
-            Outcome::Pong { server } => Ok(server),
-            other => Err(self.unexpected(other)),
-        }
+        let answer = self.call(Request::Ping)?;
+        session::pong(&self.options.socket, answer)
     }
 
-    /// The helper's counters since it started.
-    pub fn stats(&mut self) -> Result<Result<Stats, Outcome>, ClientError> {
-        match self.call(Request::Stats)? {
-            Outcome::Stats(s) => Ok(Ok(s)),
-            denied @ Outcome::Denied { .. } => Ok(Err(denied)),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    fn unexpected(&self, outcome: Outcome) -> ClientError {
-        ClientError::Unexpected {
-            socket: self.options.socket.clone(),
-            what: format!("{outcome:?}"),
-        }
+    /// The helper's counters since it started, or its refusal to show them.
+    pub fn stats(&mut self) -> Result<Result<Stats, Denied>, ClientError> {
+        let answer = self.call(Request::Stats)?;
+        session::stats(&self.options.socket, answer)
     }
 
     /// Send one request and wait for its answer, reconnecting once if a
     /// reused connection turns out to be dead.
-    pub fn call(&mut self, request: Request) -> Result<Outcome, ClientError> {
+    pub fn call(&mut self, request: Request) -> Result<Answer, ClientError> {
         let reused = self.stream.is_some();
         match self.call_once(request.clone()) {
             Err(e) if reused && e.is_retryable() => {
@@ -101,7 +82,7 @@ impl Client {
         }
     }
 
-    fn call_once(&mut self, request: Request) -> Result<Outcome, ClientError> {
+    fn call_once(&mut self, request: Request) -> Result<Answer, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let result = self
@@ -118,24 +99,24 @@ impl Client {
         if self.stream.is_none() {
             self.connect()?;
         }
-        let frame = encode(msg).map_err(|source| self.frame_err(source))?;
+        let frame = encode(msg).map_err(|error| self.frame_err(error))?;
         let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
             socket: self.options.socket.clone(),
         })?;
         let sent = stream.write_all(&frame);
-        sent.map_err(|e| self.io_err(e))?;
+        sent.map_err(|e| self.io_err(e, Waiting::Send))?;
         self.receive()
     }
 
     fn connect(&mut self) -> Result<(), ClientError> {
         let stream = UnixStream::connect(&self.options.socket)
-            .map_err(|source| session::connect_error(&self.options, source))?;
+            .map_err(|error| session::connect_error(&self.options, error))?;
         let timeouts = stream
             .set_read_timeout(Some(self.options.response_timeout))
             .and_then(|()| stream.set_write_timeout(Some(self.options.send_timeout)));
-        timeouts.map_err(|e| self.io_err(e))?;
+        timeouts.map_err(|e| self.io_err(e, Waiting::Send))?;
         self.stream = Some(stream);
-        let frame = encode(&session::hello()).map_err(|source| self.frame_err(source))?;
+        let frame = encode(&session::hello()).map_err(|error| self.frame_err(error))?;
         let written = self.stream.as_mut().map(|s| s.write_all(&frame));
         if let Some(Err(e)) = written {
             // A helper at its connection limit sends "busy" and hangs up
@@ -149,9 +130,9 @@ impl Client {
             return Err(match refusal {
                 Some(msg) => match session::check_hello(&self.options.socket, msg) {
                     Err(refused) => refused,
-                    Ok(()) => self.io_err(e),
+                    Ok(()) => self.io_err(e, Waiting::Send),
                 },
-                None => self.io_err(e),
+                None => self.io_err(e, Waiting::Send),
             });
         }
         let hello = self.receive();
@@ -169,35 +150,42 @@ impl Client {
             socket: self.options.socket.clone(),
         })?;
         match read_frame(stream) {
-            Ok(Some(payload)) => decode(&payload).map_err(|source| self.frame_err(source)),
+            Ok(Some(payload)) => decode(&payload).map_err(|error| self.frame_err(error)),
             Ok(None) => Err(ClientError::Closed {
                 socket: self.options.socket.clone(),
             }),
-            Err(FrameError::Io(e)) => Err(self.io_err(e)),
+            Err(FrameError::Io(e)) => Err(self.io_err(e, Waiting::Answer)),
             Err(FrameError::Truncated) => Err(ClientError::Closed {
                 socket: self.options.socket.clone(),
             }),
-            Err(source) => Err(self.frame_err(source)),
+            Err(error) => Err(self.frame_err(error)),
         }
     }
 
-    fn io_err(&self, e: io::Error) -> ClientError {
+    /// The error for a failed read or write; a timeout says which wait ran
+    /// out, and how long it was.
+    fn io_err(&self, e: io::Error, waiting: Waiting) -> ClientError {
+        let after = match waiting {
+            Waiting::Send => self.options.send_timeout,
+            Waiting::Answer => self.options.response_timeout,
+        };
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
                 socket: self.options.socket.clone(),
-                secs: self.options.response_timeout.as_secs(),
+                waiting,
+                after,
             },
             _ => ClientError::Io {
                 socket: self.options.socket.clone(),
-                source: e,
+                error: e,
             },
         }
     }
 
-    fn frame_err(&self, source: FrameError) -> ClientError {
+    fn frame_err(&self, error: FrameError) -> ClientError {
         ClientError::Frame {
             socket: self.options.socket.clone(),
-            source,
+            error,
         }
     }
 }
@@ -211,13 +199,11 @@ impl Default for Client {
 /// A removal sent and not yet answered; see [`Client::send_remove`].
 #[derive(Debug)]
 pub struct PendingRemoval {
-    path: std::path::PathBuf,
+    removal: Removal,
     id: RequestId,
     /// Sent on a connection an earlier request used: one resend is allowed
     /// if it turns out to be dead.
     reused: bool,
-    attempt: u32,
-    earlier: RemovalStats,
 }
 
 /// [`Client::remove`] in two halves, for an event loop (asyncio) that waits
@@ -230,11 +216,9 @@ impl Client {
     /// and call [`Client::finish_remove`].
     pub fn send_remove(&mut self, path: &Path) -> Result<PendingRemoval, ClientError> {
         let mut pending = PendingRemoval {
-            path: path.to_owned(),
+            removal: Removal::new(path),
             id: 0,
             reused: false,
-            attempt: 1,
-            earlier: RemovalStats::default(),
         };
         self.send_pending(&mut pending)?;
         Ok(pending)
@@ -256,8 +240,8 @@ impl Client {
         let answer = self
             .receive()
             .and_then(|msg| session::check_response(&self.options.socket, pending.id, msg));
-        let outcome = match answer {
-            Ok(outcome) => outcome,
+        let answer = match answer {
+            Ok(answer) => answer,
             Err(e) => {
                 self.stream = None;
                 if pending.reused && e.is_retryable() {
@@ -268,12 +252,9 @@ impl Client {
                 return Err(e);
             }
         };
-        let outcome = session::with_earlier(outcome, pending.earlier);
-        match session::finish(&pending.path, outcome, pending.attempt) {
-            Next::Done(outcome) => Ok(Ok(outcome)),
-            Next::AskAgain(so_far) => {
-                pending.earlier = so_far;
-                pending.attempt += 1;
+        match pending.removal.answer(&self.options.socket, answer)? {
+            Some(outcome) => Ok(Ok(outcome)),
+            None => {
                 self.send_pending(&mut pending)?;
                 Ok(Err(pending))
             }
@@ -287,9 +268,7 @@ impl Client {
     }
 
     fn send_pending(&mut self, pending: &mut PendingRemoval) -> Result<(), ClientError> {
-        let request = Request::Remove {
-            path: session::path_bytes(&pending.path),
-        };
+        let request = pending.removal.request();
         let mut resend = true;
         loop {
             let reused = self.stream.is_some();
@@ -299,7 +278,7 @@ impl Client {
             pending.id = self.next_id;
             self.next_id += 1;
             let frame = encode(&session::request(pending.id, request.clone()))
-                .map_err(|source| self.frame_err(source))?;
+                .map_err(|error| self.frame_err(error))?;
             let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
                 socket: self.options.socket.clone(),
             })?;
@@ -310,7 +289,7 @@ impl Client {
                 }
                 Err(e) => {
                     self.stream = None;
-                    let e = self.io_err(e);
+                    let e = self.io_err(e, Waiting::Send);
                     if !(reused && resend && e.is_retryable()) {
                         return Err(e);
                     }

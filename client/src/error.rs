@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use vmrm_proto::{FrameError, ProtocolErrorKind};
 
@@ -14,8 +15,8 @@ pub enum ClientError {
     /// connect(2) to the socket failed: vmrmd is not running, or the socket
     /// does not admit this user.
     #[error(
-        "cannot connect to vmrmd at {socket:?} ({origin}): {source}; {hint}",
-        hint = connect_hint(source)
+        "cannot connect to vmrmd at {socket:?} ({origin}): {error}; {hint}",
+        hint = connect_hint(error)
     )]
     Connect {
         /// The socket's path.
@@ -23,8 +24,7 @@ pub enum ClientError {
         /// Where the path came from.
         origin: SocketOrigin,
         /// What the kernel answered.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// The helper is at a connection limit and said which; a later attempt
     /// may succeed.
@@ -36,21 +36,23 @@ pub enum ClientError {
         message: String,
     },
     /// Reading from or writing to the connection failed.
-    #[error("connection to vmrmd at {socket:?} failed: {source}")]
+    #[error("connection to vmrmd at {socket:?} failed: {error}")]
     Io {
         /// The socket's path.
         socket: PathBuf,
         /// What the kernel answered.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// A wait ran out (see [`crate::ClientOptions`]).
-    #[error("no answer from vmrmd at {socket:?} within {secs}s")]
+    #[error("vmrmd at {socket:?} did not {waiting} within {after:?}")]
     Timeout {
         /// The socket's path.
         socket: PathBuf,
-        /// How long the wait was, in seconds.
-        secs: u64,
+        /// Which wait ran out.
+        waiting: Waiting,
+        /// How long it was ([`crate::ClientOptions`]' `send_timeout` or
+        /// `response_timeout`).
+        after: Duration,
     },
     /// vmrmd closed the connection before answering.
     #[error("vmrmd at {socket:?} closed the connection")]
@@ -59,17 +61,16 @@ pub enum ClientError {
         socket: PathBuf,
     },
     /// vmrmd sent a frame that does not decode.
-    #[error("bad frame from vmrmd at {socket:?}: {source}")]
+    #[error("bad frame from vmrmd at {socket:?}: {error}")]
     Frame {
         /// The socket's path.
         socket: PathBuf,
         /// Why it was refused.
-        #[source]
-        source: FrameError,
+        error: FrameError,
     },
-    /// vmrmd ended the connection with a protocol error (a version it does
-    /// not speak, an idle timeout, a frame it refused).
-    #[error("vmrmd at {socket:?} refused the connection ({kind:?}): {message}")]
+    /// vmrmd sent a protocol error and closed the connection: at the hello
+    /// (for example an unsupported version) or later (idle too long).
+    #[error("vmrmd at {socket:?} ended the connection ({kind:?}): {message}")]
     Refused {
         /// The socket's path.
         socket: PathBuf,
@@ -86,6 +87,33 @@ pub enum ClientError {
         /// What arrived.
         what: String,
     },
+    /// vmrmd emptied the directory, but removing the empty top directory
+    /// (ours to do, as its owner) failed before reaching the kernel.
+    #[error("cannot remove the emptied directory {path:?}: {error}")]
+    Local {
+        /// The emptied directory.
+        path: PathBuf,
+        /// What the kernel answered.
+        error: io::Error,
+    },
+}
+
+/// Which wait of a request ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Handing the request (or the hello) to vmrmd.
+    Send,
+    /// vmrmd's answer.
+    Answer,
+}
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Waiting::Send => "take our request",
+            Waiting::Answer => "answer",
+        })
+    }
 }
 
 impl ClientError {
@@ -111,5 +139,32 @@ fn connect_hint(e: &io::Error) -> &'static str {
             "the socket admits its group only (vmrm by default): check `ls -l` on it and `id`"
         }
         _ => "is vmrmd running? check `systemctl status vmrmd.socket`",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_names_the_wait_that_ran_out_and_its_length() {
+        let send = ClientError::Timeout {
+            socket: "/s".into(),
+            waiting: Waiting::Send,
+            after: Duration::from_secs(10),
+        };
+        assert_eq!(
+            send.to_string(),
+            "vmrmd at \"/s\" did not take our request within 10s"
+        );
+        let answer = ClientError::Timeout {
+            socket: "/s".into(),
+            waiting: Waiting::Answer,
+            after: Duration::from_secs(660),
+        };
+        assert_eq!(
+            answer.to_string(),
+            "vmrmd at \"/s\" did not answer within 660s"
+        );
     }
 }

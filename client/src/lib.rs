@@ -41,9 +41,11 @@ mod tokio_client;
 mod workdir;
 
 pub use blocking::{Client, PendingRemoval};
-pub use error::ClientError;
-pub use session::{default_socket, ClientOptions, SocketOrigin, SOCKET_ENV};
+pub use error::{ClientError, Waiting};
+pub use session::{default_socket, ClientOptions, Denied, SocketOrigin, SOCKET_ENV};
 #[cfg(feature = "tokio")]
 pub use tokio_client::AsyncClient;
-pub use vmrm_proto::{DenyReason, FailedOp, Failure, Outcome, RemovalStats, Stats};
+pub use vmrm_proto::{
+    Answer, Cause, DenyReason, FailedOp, Failure, Limit, Outcome, RemovalStats, Stats, Verdict,
+};
 pub use workdir::{CleanupError, WorkDir, WorkDirBuilder, WorkDirError, SUN_PATH_MAX};

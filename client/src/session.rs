@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vmrm_proto::{
-    ClientMessage, FailedOp, Failure, Outcome, ProtocolErrorKind, RemovalStats, Request, RequestId,
-    ServerMessage, PROTOCOL_VERSION,
+    Answer, Cause, ClientMessage, DenyReason, FailedOp, Failure, Outcome, ProtocolErrorKind,
+    RemovalStats, Request, RequestId, ServerMessage, Stats, PROTOCOL_VERSION,
 };
 
 use crate::ClientError;
@@ -123,9 +123,9 @@ pub(crate) fn check_response(
     socket: &Path,
     id: RequestId,
     msg: ServerMessage,
-) -> Result<Outcome, ClientError> {
+) -> Result<Answer, ClientError> {
     match msg {
-        ServerMessage::Response { id: got, outcome } if got == id => Ok(outcome),
+        ServerMessage::Response { id: got, answer } if got == id => Ok(answer),
         ServerMessage::Response { id: got, .. } => Err(ClientError::Unexpected {
             socket: socket.to_owned(),
             what: format!("response to request {got} while waiting for {id}"),
@@ -166,11 +166,11 @@ pub(crate) fn peer_hung_up(e: &io::Error) -> bool {
 
 /// The error for a failed connect(2), naming the socket, where its path
 /// came from, and what to check.
-pub(crate) fn connect_error(options: &ClientOptions, source: io::Error) -> ClientError {
+pub(crate) fn connect_error(options: &ClientOptions, error: io::Error) -> ClientError {
     ClientError::Connect {
         socket: options.socket.clone(),
         origin: options.socket_origin,
-        source,
+        error,
     }
 }
 
@@ -180,16 +180,132 @@ pub(crate) fn path_bytes(path: &Path) -> Vec<u8> {
     path.as_os_str().as_bytes().to_vec()
 }
 
-/// What to do with a helper answer to a remove request.
-pub(crate) enum Next {
-    Done(Outcome),
-    /// The top was refilled before we could remove it: ask again. Carries
-    /// what the helper removed so far, to add to the final count.
-    AskAgain(RemovalStats),
+/// An answer of another kind than the request asked for.
+pub(crate) fn wrong_answer(socket: &Path, asked: &str, answer: Answer) -> ClientError {
+    ClientError::Unexpected {
+        socket: socket.to_owned(),
+        what: format!("{answer:?} in answer to {asked}"),
+    }
+}
+
+/// The answer to ping: the helper's version string.
+pub(crate) fn pong(socket: &Path, answer: Answer) -> Result<String, ClientError> {
+    match answer {
+        Answer::Pong { server } => Ok(server),
+        other => Err(wrong_answer(socket, "ping", other)),
+    }
+}
+
+/// The answer to stats: the counters, or the helper's refusal.
+pub(crate) fn stats(socket: &Path, answer: Answer) -> Result<Result<Stats, Denied>, ClientError> {
+    match answer {
+        Answer::Stats(s) => Ok(Ok(s)),
+        Answer::Denied { reason, message } => Ok(Err(Denied { reason, message })),
+        other => Err(wrong_answer(socket, "stats", other)),
+    }
+}
+
+/// The helper refused a request other than a removal (policy).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("denied: {message} ({})", reason.as_str())]
+pub struct Denied {
+    /// The stable code.
+    pub reason: DenyReason,
+    /// What was refused and why, for people.
+    pub message: String,
+}
+
+/// One removal as the client sees it: ask the helper, and when it could
+/// only empty the top (a sticky prefix), remove the empty top as its owner;
+/// ask again, a bounded number of times, when the top was refilled before
+/// that. Both clients run this, each with its own I/O:
+///
+/// ```text
+/// let mut removal = Removal::new(path);
+/// loop {
+///     let answer = call(removal.request())?;
+///     if let Some(outcome) = removal.answer(socket, answer)? { return Ok(outcome) }
+/// }
+/// ```
+#[derive(Debug)]
+pub(crate) struct Removal {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    attempt: u32,
+    /// What earlier rounds removed, added to the final count.
+    earlier: RemovalStats,
+}
+
+impl Removal {
+    pub(crate) fn new(path: &Path) -> Removal {
+        Removal {
+            path: path.to_owned(),
+            bytes: path_bytes(path),
+            attempt: 1,
+            earlier: RemovalStats::default(),
+        }
+    }
+
+    /// The request to send (again).
+    pub(crate) fn request(&self) -> Request {
+        Request::Remove {
+            path: self.bytes.clone(),
+        }
+    }
+
+    /// Take the helper's answer: the final outcome, or `None` to send
+    /// [`Removal::request`] again.
+    pub(crate) fn answer(
+        &mut self,
+        socket: &Path,
+        answer: Answer,
+    ) -> Result<Option<Outcome>, ClientError> {
+        let outcome = match answer {
+            Answer::Removal(outcome) => with_earlier(outcome, self.earlier),
+            other => return Err(wrong_answer(socket, "a removal", other)),
+        };
+        let Outcome::Emptied(mut stats) = outcome else {
+            return Ok(Some(outcome));
+        };
+        // We own the top directory and the helper has emptied it, so
+        // removing it is ours to do (the helper would need CAP_FOWNER in a
+        // sticky prefix).
+        match std::fs::remove_dir(&self.path) {
+            Ok(()) => {
+                stats.entries += 1;
+                Ok(Some(Outcome::Removed(stats)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Some(Outcome::Removed(stats))),
+            Err(e)
+                if e.kind() == io::ErrorKind::DirectoryNotEmpty
+                    && self.attempt < FINISH_ATTEMPTS =>
+            {
+                self.earlier = stats;
+                self.attempt += 1;
+                Ok(None)
+            }
+            Err(e) => match e.raw_os_error() {
+                Some(errno) => Ok(Some(Outcome::Failed {
+                    stats,
+                    failures: vec![Failure {
+                        path: Vec::new(),
+                        path_truncated: false,
+                        op: FailedOp::Rmdir,
+                        cause: Cause::Errno(errno),
+                    }],
+                    omitted: 0,
+                })),
+                None => Err(ClientError::Local {
+                    path: self.path.clone(),
+                    error: e,
+                }),
+            },
+        }
+    }
 }
 
 /// Add what earlier rounds removed to an outcome's counts.
-pub(crate) fn with_earlier(outcome: Outcome, earlier: RemovalStats) -> Outcome {
+fn with_earlier(outcome: Outcome, earlier: RemovalStats) -> Outcome {
     let add = |s: RemovalStats| RemovalStats {
         entries: s.entries + earlier.entries,
         bytes: s.bytes + earlier.bytes,
@@ -207,34 +323,5 @@ pub(crate) fn with_earlier(outcome: Outcome, earlier: RemovalStats) -> Outcome {
             omitted,
         },
         other => other,
-    }
-}
-
-/// Finish an `Emptied` outcome: we own the top directory and the helper has
-/// emptied it, so removing it is ours to do (the helper would need
-/// CAP_FOWNER in a sticky prefix). Other outcomes pass through.
-pub(crate) fn finish(path: &Path, outcome: Outcome, attempt: u32) -> Next {
-    let Outcome::Emptied(mut stats) = outcome else {
-        return Next::Done(outcome);
-    };
-    match std::fs::remove_dir(path) {
-        Ok(()) => {
-            stats.entries += 1;
-            Next::Done(Outcome::Removed(stats))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Next::Done(Outcome::Removed(stats)),
-        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempt < FINISH_ATTEMPTS => {
-            Next::AskAgain(stats)
-        }
-        Err(e) => Next::Done(Outcome::Failed {
-            stats,
-            failures: vec![Failure {
-                path: Vec::new(),
-                path_truncated: false,
-                op: FailedOp::Rmdir,
-                errno: e.raw_os_error().unwrap_or(0),
-            }],
-            omitted: 0,
-        }),
     }
 }

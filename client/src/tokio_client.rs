@@ -11,11 +11,12 @@ use tokio::sync::Mutex;
 use tokio::time::timeout;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use vmrm_proto::{
-    codec, decode, encode_payload, ClientMessage, Outcome, RemovalStats, Request, RequestId,
+    codec, decode, encode_payload, Answer, ClientMessage, Outcome, Request, RequestId,
     ServerMessage, Stats,
 };
 
-use crate::session::{self, ClientOptions, Next};
+use crate::error::Waiting;
+use crate::session::{self, ClientOptions, Denied, Removal};
 use crate::ClientError;
 
 type Conn = Framed<UnixStream, LengthDelimitedCodec>;
@@ -53,54 +54,32 @@ impl AsyncClient {
     /// Remove the tree at `path`; never returns `Emptied` (see
     /// [`crate::Client::remove`]).
     pub async fn remove(&self, path: &Path) -> Result<Outcome, ClientError> {
-        let bytes = session::path_bytes(path);
-        let mut attempt = 1;
-        let mut earlier = RemovalStats::default();
+        let mut removal = Removal::new(path);
         loop {
-            let outcome = self
-                .call(Request::Remove {
-                    path: bytes.clone(),
-                })
-                .await?;
-            // A single rmdir of an empty directory: too small to be worth a
-            // trip to the blocking pool.
-            match session::finish(path, session::with_earlier(outcome, earlier), attempt) {
-                Next::Done(outcome) => return Ok(outcome),
-                Next::AskAgain(so_far) => {
-                    earlier = so_far;
-                    attempt += 1;
-                }
+            let answer = self.call(removal.request()).await?;
+            // Finishing is one rmdir of an empty directory at most: too small
+            // to be worth a trip to the blocking pool.
+            if let Some(outcome) = removal.answer(&self.options.socket, answer)? {
+                return Ok(outcome);
             }
         }
     }
 
     /// Is the helper there? Returns its version string.
     pub async fn ping(&self) -> Result<String, ClientError> {
-        match self.call(Request::Ping).await? {
-            Outcome::Pong { server } => Ok(server),
-            other => Err(self.unexpected(other)),
-        }
+        let answer = self.call(Request::Ping).await?;
+        session::pong(&self.options.socket, answer)
     }
 
     /// The helper's counters since it started, or its refusal to show them.
-    pub async fn stats(&self) -> Result<Result<Stats, Outcome>, ClientError> {
-        match self.call(Request::Stats).await? {
-            Outcome::Stats(s) => Ok(Ok(s)),
-            denied @ Outcome::Denied { .. } => Ok(Err(denied)),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    fn unexpected(&self, outcome: Outcome) -> ClientError {
-        ClientError::Unexpected {
-            socket: self.options.socket.clone(),
-            what: format!("{outcome:?}"),
-        }
+    pub async fn stats(&self) -> Result<Result<Stats, Denied>, ClientError> {
+        let answer = self.call(Request::Stats).await?;
+        session::stats(&self.options.socket, answer)
     }
 
     /// Send one request and await its answer, reconnecting once if a reused
     /// connection turns out to be dead.
-    pub async fn call(&self, request: Request) -> Result<Outcome, ClientError> {
+    pub async fn call(&self, request: Request) -> Result<Answer, ClientError> {
         let mut guard = self.conn.lock().await;
         let (conn, next_id) = &mut *guard;
         let reused = conn.is_some();
@@ -116,7 +95,7 @@ impl AsyncClient {
         conn: &mut Option<Conn>,
         next_id: &mut RequestId,
         request: Request,
-    ) -> Result<Outcome, ClientError> {
+    ) -> Result<Answer, ClientError> {
         let id = *next_id;
         *next_id += 1;
         if conn.is_none() {
@@ -138,19 +117,19 @@ impl AsyncClient {
     async fn connect(&self) -> Result<Conn, ClientError> {
         let stream = UnixStream::connect(&self.options.socket)
             .await
-            .map_err(|source| session::connect_error(&self.options, source))?;
+            .map_err(|error| session::connect_error(&self.options, error))?;
         let mut conn = Framed::new(stream, codec());
         let msg = match self.exchange(&mut conn, &session::hello()).await {
             Ok(msg) => msg,
             // A helper at its connection limit sends "busy" and hangs up
             // without reading our hello: report its refusal, not EPIPE.
-            Err(ClientError::Io { socket, source }) if session::peer_hung_up(&source) => {
+            Err(ClientError::Io { socket, error }) if session::peer_hung_up(&error) => {
                 match timeout(REFUSAL_WAIT, conn.next()).await {
                     Ok(Some(Ok(frame))) => match decode(&frame) {
                         Ok(msg) => msg,
-                        Err(_) => return Err(ClientError::Io { socket, source }),
+                        Err(_) => return Err(ClientError::Io { socket, error }),
                     },
-                    _ => return Err(ClientError::Io { socket, source }),
+                    _ => return Err(ClientError::Io { socket, error }),
                 }
             }
             Err(e) => return Err(e),
@@ -165,9 +144,9 @@ impl AsyncClient {
         msg: &ClientMessage,
     ) -> Result<ServerMessage, ClientError> {
         let socket = || self.options.socket.clone();
-        let payload = encode_payload(msg).map_err(|source| ClientError::Frame {
+        let payload = encode_payload(msg).map_err(|error| ClientError::Frame {
             socket: socket(),
-            source,
+            error,
         })?;
         match timeout(
             self.options.send_timeout,
@@ -179,33 +158,35 @@ impl AsyncClient {
             Ok(Err(e)) => {
                 return Err(ClientError::Io {
                     socket: socket(),
-                    source: e,
+                    error: e,
                 })
             }
             Err(_) => {
                 return Err(ClientError::Timeout {
                     socket: socket(),
-                    secs: self.options.send_timeout.as_secs(),
+                    waiting: Waiting::Send,
+                    after: self.options.send_timeout,
                 })
             }
         }
         match timeout(self.options.response_timeout, conn.next()).await {
-            Ok(Some(Ok(frame))) => decode(&frame).map_err(|source| ClientError::Frame {
+            Ok(Some(Ok(frame))) => decode(&frame).map_err(|error| ClientError::Frame {
                 socket: socket(),
-                source,
+                error,
             }),
             Ok(Some(Err(e))) if e.kind() == io::ErrorKind::InvalidData => Err(ClientError::Frame {
                 socket: socket(),
-                source: vmrm_proto::FrameError::Io(e),
+                error: vmrm_proto::FrameError::Io(e),
             }),
             Ok(Some(Err(e))) => Err(ClientError::Io {
                 socket: socket(),
-                source: e,
+                error: e,
             }),
             Ok(None) => Err(ClientError::Closed { socket: socket() }),
             Err(_) => Err(ClientError::Timeout {
                 socket: socket(),
-                secs: self.options.response_timeout.as_secs(),
+                waiting: Waiting::Answer,
+                after: self.options.response_timeout,
             }),
         }
     }

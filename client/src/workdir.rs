@@ -49,13 +49,12 @@ pub enum WorkDirError {
         len: usize,
     },
     /// The kernel refused to create the directory.
-    #[error("cannot create a working directory in {base:?}: {source}")]
+    #[error("cannot create a working directory in {base:?}: {error}")]
     Create {
         /// The base directory asked for.
         base: PathBuf,
         /// What the kernel answered.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -65,26 +64,25 @@ pub enum WorkDirError {
 pub enum CleanupError {
     /// Removing with the caller's own rights failed (a refused permission
     /// is not this error: it hands the removal to vmrmd).
-    #[error("cannot remove {path:?}: {source}")]
+    #[error("cannot remove {path:?}: {error}")]
     Local {
         /// The working directory.
         path: PathBuf,
         /// What the kernel answered.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("cannot remove {path:?}: vmrmd unreachable: {source}")]
-    /// vmrmd could not be asked, or did not answer.
+    /// vmrmd could not be asked, or did not answer (the error says which).
+    #[error("cannot remove {path:?}: {error}")]
     Helper {
         /// The working directory.
         path: PathBuf,
         /// What went wrong talking to vmrmd.
-        #[source]
-        source: ClientError,
+        error: ClientError,
     },
-    #[error("cannot remove {path:?}: vmrmd answered {outcome:?}")]
-    /// vmrmd answered, and the directory is still there.
-    Refused {
+    /// vmrmd answered, and the directory is still there: refused, failed
+    /// in part, or not served now (the outcome says which).
+    #[error("cannot remove {path:?}: {outcome}")]
+    NotRemoved {
         /// The working directory.
         path: PathBuf,
         /// vmrmd's answer.
@@ -149,9 +147,9 @@ impl WorkDirBuilder {
                 len: longest,
             });
         }
-        let create = |source| WorkDirError::Create {
+        let create = |error| WorkDirError::Create {
             base: self.base.clone(),
-            source,
+            error,
         };
         let path = tempfile::Builder::new()
             .prefix(&format!("vm-{id8}-"))
@@ -327,13 +325,13 @@ impl WorkDir {
                 Ok(Err(e)) => {
                     return Err(CleanupError::Local {
                         path: self.path.clone(),
-                        source: e,
+                        error: e,
                     })
                 }
                 Err(e) => {
                     return Err(CleanupError::Local {
                         path: self.path.clone(),
-                        source: io::Error::other(e),
+                        error: io::Error::other(e),
                     })
                 }
             }
@@ -357,7 +355,7 @@ impl WorkDir {
                 Err(e) => {
                     return Err(CleanupError::Local {
                         path: self.path.clone(),
-                        source: e,
+                        error: e,
                     })
                 }
             }
@@ -369,13 +367,13 @@ impl WorkDir {
     fn judge(&self, outcome: Result<Outcome, ClientError>) -> Result<(), CleanupError> {
         match outcome {
             Ok(Outcome::Removed(_) | Outcome::NotFound) => Ok(()),
-            Ok(other) => Err(CleanupError::Refused {
+            Ok(other) => Err(CleanupError::NotRemoved {
                 path: self.path.clone(),
                 outcome: Box::new(other),
             }),
-            Err(source) => Err(CleanupError::Helper {
+            Err(error) => Err(CleanupError::Helper {
                 path: self.path.clone(),
-                source,
+                error,
             }),
         }
     }
@@ -403,6 +401,29 @@ impl Drop for WorkDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_removal_reads_as_what_failed_not_as_a_refusal() {
+        use vmrm_proto::{Cause, FailedOp, Failure, Limit, RemovalStats};
+        let e = CleanupError::NotRemoved {
+            path: "/tmp/vm-x".into(),
+            outcome: Box::new(Outcome::Failed {
+                stats: RemovalStats::default(),
+                failures: vec![Failure {
+                    path: b"a/project".to_vec(),
+                    path_truncated: false,
+                    op: FailedOp::Open,
+                    cause: Cause::Limit(Limit::ForeignOwner { owner: 1001 }),
+                }],
+                omitted: 1,
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot remove \"/tmp/vm-x\": 2 parts could not be removed; first: open \
+             'a/project': owned by uid 1001, neither the caller nor a runner user; left untouched"
+        );
+    }
 
     #[test]
     fn creates_a_private_directory_with_the_expected_name() {

@@ -49,7 +49,8 @@ fn serve(listener: UnixListener, script: Vec<Vec<Step>>) -> thread::JoinHandle<u
                             bytes: 0,
                         });
                         // The client may have hung up (abandoned) already.
-                        if write_frame(&mut s, &ServerMessage::Response { id, outcome }).is_err() {
+                        let answer = vmrm::Answer::Removal(outcome);
+                        if write_frame(&mut s, &ServerMessage::Response { id, answer }).is_err() {
                             break;
                         }
                         answered += 1;

@@ -38,20 +38,19 @@ pub struct SubordinateIds {
 
 /// Why the subuid file could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read subordinate uid ranges from {path:?}: {source}")]
+#[error("cannot read subordinate uid ranges from {path:?}: {error}")]
 pub struct SubuidError {
     path: std::path::PathBuf,
-    #[source]
-    source: std::io::Error,
+    error: std::io::Error,
 }
 
 impl SubordinateIds {
     /// Read `path`; a missing file means no ranges (no user namespaces with
     /// more than one uid can be set up without it).
     pub fn read(path: &Path, ids: &dyn IdResolver) -> Result<SubordinateIds, SubuidError> {
-        let err = |source| SubuidError {
+        let err = |error| SubuidError {
             path: path.to_owned(),
-            source,
+            error,
         };
         let file = match std::fs::File::open(path) {
             Ok(f) => f,

@@ -99,20 +99,6 @@ pub fn bounded(bytes: &[u8], max: usize) -> String {
     out
 }
 
-/// The verdict's stable name in the log.
-pub fn verdict(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Removed(_) => "removed",
-        Outcome::Emptied(_) => "emptied",
-        Outcome::NotFound => "not_found",
-        Outcome::Denied { .. } => "denied",
-        Outcome::Failed { .. } => "failed",
-        Outcome::BadRequest { .. } => "bad_request",
-        Outcome::Pong { .. } => "pong",
-        Outcome::Stats(_) => "stats",
-    }
-}
-
 /// Log that a removal of `path` starts now; pass the id to [`removal`].
 pub fn started(actor: Actor<'_>, path: &[u8]) -> RemovalId {
     let id = RemovalId(NEXT_REMOVAL.fetch_add(1, Ordering::Relaxed));
@@ -143,28 +129,21 @@ pub fn removal(
     took: Duration,
 ) {
     let path = bounded(path, MAX_LOGGED_PATH);
-    let (entries, bytes, failures, reason, first_failure) = match outcome {
-        Outcome::Removed(s) | Outcome::Emptied(s) => (s.entries, s.bytes, 0, None, None),
-        Outcome::Failed {
-            stats,
-            failures,
-            omitted,
-        } => (
-            stats.entries,
-            stats.bytes,
-            failures.len() as u64 + omitted,
+    let stats = outcome.removal_stats().unwrap_or_default();
+    let (reason, first_failure) = match outcome {
+        Outcome::Failed { failures, .. } => (
             None,
             failures.first().map(|f| {
                 format!(
                     "{} {}: {}",
                     f.op.as_str(),
                     bounded(&f.path, MAX_LOGGED_FAILURE_PATH),
-                    std::io::Error::from_raw_os_error(f.errno)
+                    f.cause
                 )
             }),
         ),
-        Outcome::Denied { reason, .. } => (0, 0, 0, Some(reason.as_str()), None),
-        _ => (0, 0, 0, None, None),
+        Outcome::Denied { reason, .. } => (Some(reason.as_str()), None),
+        _ => (None, None),
     };
     let (peer_uid, peer_gid, peer_pid, request_id, owner_uid) = actor.fields();
     tracing::info!(
@@ -178,11 +157,11 @@ pub fn removal(
         request_id,
         owner_uid,
         path,
-        verdict = verdict(outcome),
+        verdict = outcome.verdict().as_str(),
         reason,
-        entries,
-        bytes,
-        failures,
+        entries = stats.entries,
+        bytes = stats.bytes,
+        failures = outcome.failure_count(),
         first_failure,
         duration_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
         "remove"

@@ -14,8 +14,8 @@ use tokio::time::timeout;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError};
 use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials, Pid, Uid};
 use vmrm_proto::{
-    codec, decode, encode_payload, ClientMessage, FrameError, Outcome, ProtocolErrorKind, Request,
-    RequestId, ServerMessage, PROTOCOL_VERSION,
+    codec, decode, encode_payload, Answer, ClientMessage, FrameError, Outcome, ProtocolErrorKind,
+    Request, RequestId, ServerMessage, PROTOCOL_VERSION,
 };
 
 use crate::accounting::Account;
@@ -30,6 +30,13 @@ const PATH_MAX: usize = 4096;
 /// The server's self-description in hello and pong.
 pub fn server_name() -> String {
     format!("vmrmd {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn denied(d: Denial) -> Outcome {
+    Outcome::Denied {
+        reason: d.reason,
+        message: d.message,
+    }
 }
 
 /// Why the read side of a connection ended.
@@ -81,7 +88,8 @@ pub async fn serve(service: Arc<Service>, stream: UnixStream, cred: UCred, _tick
     };
     let end = conn.run().await;
     if let ReadEnd::Protocol(kind, message) = end {
-        tracing::info!(peer_uid = conn.peer.uid.0, peer_pid = conn.peer.pid.map_or(0, |p| p.0), ?kind, %message, "closing connection");
+        // The pid only when the kernel gave one: never a made-up 0.
+        tracing::info!(peer_uid = conn.peer.uid.0, peer_pid = conn.peer.pid.map(|p| p.0), ?kind, %message, "closing connection");
         let _ = conn.send(&ServerMessage::Error { kind, message }).await;
     }
 }
@@ -122,9 +130,9 @@ impl Conn {
                 }
                 Err(end) => return end,
             };
-            let outcome = self.handle(id, request).await;
+            let answer = self.handle(id, request).await;
             if self
-                .send(&ServerMessage::Response { id, outcome })
+                .send(&ServerMessage::Response { id, answer })
                 .await
                 .is_err()
             {
@@ -133,14 +141,15 @@ impl Conn {
         }
     }
 
-    async fn handle(&self, id: RequestId, request: Request) -> Outcome {
+    async fn handle(&self, id: RequestId, request: Request) -> Answer {
         match request {
-            Request::Ping => Outcome::Pong {
+            Request::Ping => Answer::Pong {
                 server: server_name(),
             },
-            Request::Stats => self
-                .denial(&self.service.policy())
-                .unwrap_or_else(|| Outcome::Stats(self.service.stats.snapshot())),
+            Request::Stats => match self.denial(&self.service.policy()) {
+                Some(Denial { reason, message }) => Answer::Denied { reason, message },
+                None => Answer::Stats(self.service.stats.snapshot()),
+            },
             Request::Remove { path } => {
                 let started = Instant::now();
                 let (outcome, removal) = self.remove(id, &path).await;
@@ -148,7 +157,7 @@ impl Conn {
                 self.service.stats.record(&outcome, took);
                 let actor = audit::Actor::Peer(&self.peer, id);
                 audit::removal(actor, removal, &path, &outcome, took);
-                outcome
+                Answer::Removal(outcome)
             }
         }
     }
@@ -157,20 +166,15 @@ impl Conn {
     /// connect: a reload that drops a uid ends its persistent connection's
     /// removals at the next request (issue 8, attack 7).
     #[must_use]
-    fn denial(&self, policy: &Policy) -> Option<Outcome> {
-        authorize_peer(&policy.config, &self.peer, &self.groups)
-            .err()
-            .map(|d: Denial| Outcome::Denied {
-                reason: d.reason,
-                message: d.message,
-            })
+    fn denial(&self, policy: &Policy) -> Option<Denial> {
+        authorize_peer(&policy.config, &self.peer, &self.groups).err()
     }
 
     /// The outcome, and the audit id of the removal when it got as far as
     /// starting (a well-formed path with a removal slot).
     async fn remove(&self, id: RequestId, path: &[u8]) -> (Outcome, Option<audit::RemovalId>) {
-        if let Some(denied) = self.denial(&self.service.policy()) {
-            return (denied, None);
+        if let Some(d) = self.denial(&self.service.policy()) {
+            return (denied(d), None);
         }
         if path.len() > PATH_MAX {
             let message = format!("path of {} bytes exceeds PATH_MAX", path.len());
@@ -179,13 +183,13 @@ impl Conn {
         // In fair turn with other accounts, within this account's cap.
         let Ok(_slot) = self.service.removals.acquire_for(self.account).await else {
             let message = "vmrmd is shutting down".into();
-            return (Outcome::BadRequest { message }, None);
+            return (Outcome::Unavailable { message }, None);
         };
         // Checked again under the policy the removal runs with: a reload
         // while this request waited for its slot counts.
         let policy = self.service.policy();
-        if let Some(denied) = self.denial(&policy) {
-            return (denied, None);
+        if let Some(d) = self.denial(&policy) {
+            return (denied(d), None);
         }
         // Only a path of the grammar starts a removal (so its start line is
         // short); a crash from here on leaves a start with no end.

@@ -16,8 +16,8 @@ use tokio_util::codec::Framed;
 use vmrm_policy::oracle::NumericIds;
 use vmrm_policy::{Config, ConfigFile};
 use vmrm_proto::{
-    codec, decode, encode_payload, ClientMessage, DenyReason, Outcome, ProtocolErrorKind, Request,
-    ServerMessage, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    codec, decode, encode_payload, Answer, ClientMessage, DenyReason, Outcome, ProtocolErrorKind,
+    Request, ServerMessage, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 use super::serve;
@@ -110,15 +110,24 @@ async fn receive(client: &mut Client) -> Option<ServerMessage> {
     Some(decode(&frame.ok()?).unwrap())
 }
 
-/// Send `request` and return its outcome, checking the id is echoed.
-async fn ask(client: &mut Client, id: u64, request: Request) -> Outcome {
+/// Send `request` and return its answer, checking the id is echoed.
+async fn ask(client: &mut Client, id: u64, request: Request) -> Answer {
     send(client, &ClientMessage::Request { id, request }).await;
     match receive(client).await {
-        Some(ServerMessage::Response { id: got, outcome }) => {
+        Some(ServerMessage::Response { id: got, answer }) => {
             assert_eq!(got, id);
-            outcome
+            answer
         }
         other => panic!("no response: {other:?}"),
+    }
+}
+
+/// Send a removal request and return its outcome; any other kind of answer
+/// fails the test.
+async fn ask_removal(client: &mut Client, id: u64, request: Request) -> Outcome {
+    match ask(client, id, request).await {
+        Answer::Removal(outcome) => outcome,
+        other => panic!("a removal answered with {other:?}"),
     }
 }
 
@@ -159,7 +168,7 @@ async fn ping_is_answered_with_pong_on_one_connection_many_times() {
     let (mut client, _served) = world.hello().await;
     for id in [1, 7, u64::MAX] {
         match ask(&mut client, id, Request::Ping).await {
-            Outcome::Pong { server } => assert!(server.starts_with("vmrmd "), "{server}"),
+            Answer::Pong { server } => assert!(server.starts_with("vmrmd "), "{server}"),
             other => panic!("{other:?}"),
         }
     }
@@ -170,13 +179,13 @@ async fn stats_are_answered_and_count_the_removals() {
     let world = World::allowing_me();
     let (mut client, _served) = world.hello().await;
     let before = match ask(&mut client, 1, Request::Stats).await {
-        Outcome::Stats(stats) => stats,
+        Answer::Stats(stats) => stats,
         other => panic!("{other:?}"),
     };
     let gone = world.prefix.join("vm-00000000-gone0000");
-    let _ = ask(&mut client, 2, remove(&gone)).await;
+    let _ = ask_removal(&mut client, 2, remove(&gone)).await;
     match ask(&mut client, 3, Request::Stats).await {
-        Outcome::Stats(after) => assert!(
+        Answer::Stats(after) => assert!(
             after.verdicts != before.verdicts,
             "the removal was not counted: {before:?} then {after:?}"
         ),
@@ -197,12 +206,15 @@ async fn remove_of_the_peers_own_workdir_removes_it() {
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     std::fs::write(dir.join("sub/file"), b"x").unwrap();
     let (mut client, _served) = world.hello().await;
-    match ask(&mut client, 1, remove(&dir)).await {
+    match ask_removal(&mut client, 1, remove(&dir)).await {
         Outcome::Removed(stats) => assert_eq!(stats.entries, 3),
         other => panic!("{other:?}"),
     }
     assert!(!dir.exists());
-    assert_eq!(ask(&mut client, 2, remove(&dir)).await, Outcome::NotFound);
+    assert_eq!(
+        ask_removal(&mut client, 2, remove(&dir)).await,
+        Outcome::NotFound
+    );
 }
 
 /// A peer off the allow-list (here: the test's uid, with only another uid
@@ -216,13 +228,15 @@ async fn a_peer_off_the_allow_list_is_denied_stats_and_removal() {
     let (mut client, _served) = world.hello().await;
     assert!(matches!(
         ask(&mut client, 1, Request::Ping).await,
-        Outcome::Pong { .. }
+        Answer::Pong { .. }
     ));
-    for (id, request) in [(2, Request::Stats), (3, remove(&dir))] {
-        match ask(&mut client, id, request).await {
-            Outcome::Denied { reason, .. } => assert_eq!(reason, DenyReason::PeerNotAllowed),
-            other => panic!("{other:?}"),
-        }
+    match ask(&mut client, 2, Request::Stats).await {
+        Answer::Denied { reason, .. } => assert_eq!(reason, DenyReason::PeerNotAllowed),
+        other => panic!("{other:?}"),
+    }
+    match ask_removal(&mut client, 3, remove(&dir)).await {
+        Outcome::Denied { reason, .. } => assert_eq!(reason, DenyReason::PeerNotAllowed),
+        other => panic!("{other:?}"),
     }
     assert!(dir.exists(), "a denied removal touched the tree");
 }
@@ -231,13 +245,13 @@ async fn a_peer_off_the_allow_list_is_denied_stats_and_removal() {
 async fn remove_outside_the_prefixes_is_denied_and_the_connection_stays() {
     let world = World::allowing_me();
     let (mut client, _served) = world.hello().await;
-    match ask(&mut client, 1, remove(Path::new("/etc"))).await {
+    match ask_removal(&mut client, 1, remove(Path::new("/etc"))).await {
         Outcome::Denied { reason, .. } => assert_eq!(reason, DenyReason::OutsidePrefixes),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
         ask(&mut client, 2, Request::Ping).await,
-        Outcome::Pong { .. }
+        Answer::Pong { .. }
     ));
 }
 
@@ -249,7 +263,7 @@ async fn a_path_over_path_max_is_a_bad_request() {
         path: vec![b'a'; 4097],
     };
     assert!(matches!(
-        ask(&mut client, 1, request).await,
+        ask_removal(&mut client, 1, request).await,
         Outcome::BadRequest { .. }
     ));
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
-use vmrm_policy::{Config, ConfigError, ConfigFile, DEFAULT_CONFIG_PATH};
+use vmrm_policy::{Config, ConfigError, ConfigFile, PrefixError, DEFAULT_CONFIG_PATH};
 
 use crate::cli::{Cli, Command};
 use crate::listener::{ListenError, Listener};
@@ -22,7 +22,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("refusing the config file: {0}")]
-    ConfigTrust(#[from] TrustError),
+    ConfigTrust(TrustError),
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error(transparent)]
@@ -32,7 +32,16 @@ pub enum StartError {
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
     #[error("cannot start the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
+}
+
+// Not `#[from]`, which would also make the trust error the `source()`: the
+// message already carries it (one convention throughout: the cause is in
+// the message, never also in `source()`).
+impl From<TrustError> for StartError {
+    fn from(e: TrustError) -> StartError {
+        StartError::ConfigTrust(e)
+    }
 }
 
 /// Where the config comes from: a file (explicit, or the default path when
@@ -249,14 +258,15 @@ fn reload(service: &Service, source: &ConfigSource, started: &Config) {
 /// EACCES under Landlock means the new config or a prefix is outside what
 /// vmrmd may reach since start, which only a restart changes.
 fn explain_reload_error(e: &StartError) -> String {
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    let mut denied = false;
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            denied |= io.raw_os_error() == Some(rustix::io::Errno::ACCESS.raw_os_error());
-        }
-        source = s.source();
-    }
+    let io = match e {
+        StartError::Config(ConfigError::Read { error, .. })
+        | StartError::Config(ConfigError::Prefix(PrefixError::Inaccessible { error, .. }))
+        | StartError::ConfigTrust(TrustError::Open { error, .. })
+        | StartError::Prefix(PrefixOpenError { error, .. }) => Some(error),
+        _ => None,
+    };
+    let denied =
+        io.and_then(std::io::Error::raw_os_error) == Some(rustix::io::Errno::ACCESS.raw_os_error());
     if denied {
         format!(
             "{e} (EACCES from vmrmd's self-sandbox, most likely: since start vmrmd may read only \

@@ -31,11 +31,11 @@ pub enum ListenError {
     #[error("the service manager passed {0} sockets; vmrmd takes exactly one")]
     FdCount(usize),
     #[error("the fd the service manager passed is not a listening stream socket: {0}")]
-    NotListening(#[source] io::Error),
+    NotListening(io::Error),
     #[error("cannot read LISTEN_FDS: {0}")]
-    ListenFds(#[source] io::Error),
+    ListenFds(io::Error),
     #[error("refusing the socket directory: {0}")]
-    Dir(#[source] TrustError),
+    Dir(TrustError),
     #[error("socket path {0:?} names no file in a directory")]
     NoName(PathBuf),
     #[error(
@@ -53,12 +53,11 @@ pub enum ListenError {
     NotASocket(PathBuf),
     #[error("another vmrmd is already serving on {0:?}")]
     InUse(PathBuf),
-    #[error("cannot {step} {path:?}: {source}")]
+    #[error("cannot {step} {path:?}: {error}")]
     Socket {
         step: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -99,10 +98,10 @@ impl Listener {
         let dir = trusted::open_dir(dir_path, &owners, true).map_err(ListenError::Dir)?;
         remove_stale(&dir.fd, name, path)?;
         let err = |step| {
-            move |source: rustix::io::Errno| ListenError::Socket {
+            move |error: rustix::io::Errno| ListenError::Socket {
                 step,
                 path: path.to_owned(),
-                source: source.into(),
+                error: error.into(),
             }
         };
         let fd = rustix::net::socket_with(
@@ -181,7 +180,7 @@ fn verify_attributes(
     let stat = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ListenError::Socket {
         step: "inspect",
         path: path.to_owned(),
-        source: e.into(),
+        error: e.into(),
     })?;
     let mode = stat.st_mode & 0o7777;
     let gid = Gid(stat.st_gid);
@@ -229,7 +228,7 @@ fn remove_stale(dir: &OwnedFd, name: &OsStr, path: &std::path::Path) -> Result<(
             return Err(ListenError::Socket {
                 step: "inspect",
                 path: path.to_owned(),
-                source: e.into(),
+                error: e.into(),
             })
         }
     };
@@ -241,7 +240,7 @@ fn remove_stale(dir: &OwnedFd, name: &OsStr, path: &std::path::Path) -> Result<(
         Err(_) => unlinkat(dir, name, AtFlags::empty()).map_err(|e| ListenError::Socket {
             step: "remove the stale socket",
             path: path.to_owned(),
-            source: e.into(),
+            error: e.into(),
         }),
     }
 }

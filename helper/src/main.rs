@@ -10,17 +10,8 @@ fn main() -> ExitCode {
     match vmrmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                let text = s.to_string();
-                if !message.contains(&text) {
-                    message.push_str(": ");
-                    message.push_str(&text);
-                }
-                source = s.source();
-            }
-            eprintln!("vmrmd: error: {message}");
+            // The message carries its cause (no `source()` chain to walk).
+            eprintln!("vmrmd: error: {e}");
             ExitCode::FAILURE
         }
     }

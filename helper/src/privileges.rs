@@ -29,18 +29,16 @@ pub enum PrivilegeError {
     )]
     AtSecure,
     #[error("cannot read /proc/self/auxv to check AT_SECURE: {0}")]
-    Auxv(#[source] std::io::Error),
-    #[error("cannot {step}: {source}")]
+    Auxv(std::io::Error),
+    #[error("cannot {step}: {error}")]
     Caps {
         step: &'static str,
-        #[source]
-        source: caps::errors::CapsError,
+        error: caps::errors::CapsError,
     },
-    #[error("cannot {step}: {source}")]
+    #[error("cannot {step}: {error}")]
     Id {
         step: &'static str,
-        #[source]
-        source: nix::Error,
+        error: nix::Error,
     },
     #[error("still running as uid 0 after switching to uid {0}")]
     StillRoot(Uid),
@@ -87,9 +85,8 @@ pub struct Held {
 
 impl Held {
     pub fn read() -> Result<Held, PrivilegeError> {
-        let read = |set, step| {
-            caps::read(None, set).map_err(|source| PrivilegeError::Caps { step, source })
-        };
+        let read =
+            |set, step| caps::read(None, set).map_err(|error| PrivilegeError::Caps { step, error });
         Ok(Held {
             uid: Uid(geteuid().as_raw()),
             gid: Gid(getegid().as_raw()),
@@ -137,11 +134,11 @@ impl fmt::Display for Held {
 }
 
 fn caps_err(step: &'static str) -> impl FnOnce(caps::errors::CapsError) -> PrivilegeError {
-    move |source| PrivilegeError::Caps { step, source }
+    move |error| PrivilegeError::Caps { step, error }
 }
 
 fn id_err(step: &'static str) -> impl FnOnce(nix::Error) -> PrivilegeError {
-    move |source| PrivilegeError::Id { step, source }
+    move |error| PrivilegeError::Id { step, error }
 }
 
 /// Drop to least privilege. Started as root, become `user` keeping only

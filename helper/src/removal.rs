@@ -9,7 +9,7 @@ use rustix::fs::{openat2, statx, AtFlags, Mode, OFlags, ResolveFlags, StatxAttri
 use rustix::fs::{StatxFlags, CWD};
 use rustix::io::Errno;
 use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials};
-use vmrm_proto::{DenyReason, FailedOp, Outcome};
+use vmrm_proto::{Cause, DenyReason, FailedOp, Limit, Outcome};
 
 use crate::engine::{self, OpenTopError, Owners, Report, TopDir, TopRemoval, WalkOptions};
 
@@ -41,7 +41,7 @@ impl PrefixDirs {
                 )
                 .map_err(|e| PrefixOpenError {
                     path: p.path().to_owned(),
-                    source: e.into(),
+                    error: e.into(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()
@@ -81,11 +81,10 @@ impl PrefixDirs {
 
 /// A prefix directory could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open prefix {path:?}: {source}")]
+#[error("cannot open prefix {path:?}: {error}")]
 pub struct PrefixOpenError {
     pub path: std::path::PathBuf,
-    #[source]
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// Handle one remove request for `peer`, within `config.limits()`. Every
@@ -102,8 +101,10 @@ pub fn remove(
         Err(d) => return denied(d.reason, d.message),
     };
     let Some(prefix) = prefixes.get(target.prefix_index) else {
-        return Outcome::BadRequest {
-            message: "prefix table out of date".into(),
+        // The policy and its prefix fds are swapped together on reload, so
+        // this is an internal fault, not the client's.
+        return Outcome::Unavailable {
+            message: "vmrmd's table of prefixes is out of date".into(),
         };
     };
     // The grammar admits no NUL, so this cannot fail; refuse rather than panic.
@@ -125,7 +126,7 @@ pub fn remove(
         }
         Err(OpenTopError::Io(e)) => {
             let mut report = Report::default();
-            report.fail(FailedOp::Open, e.raw_os_error(), Vec::new);
+            report.fail(FailedOp::Open, Cause::Errno(e.raw_os_error()), Vec::new);
             return failed(report);
         }
     };
@@ -178,15 +179,11 @@ pub fn remove_opened(
             // Refilled after we emptied it: go again, a bounded number of times.
             TopRemoval::Failed(Errno::NOTEMPTY) if round < limits.max_rounds() => continue,
             TopRemoval::Failed(Errno::NOTEMPTY) => {
-                report.fail(
-                    FailedOp::KeptGrowing,
-                    Errno::NOTEMPTY.raw_os_error(),
-                    Vec::new,
-                );
+                report.fail(FailedOp::Rmdir, Cause::Limit(Limit::KeptGrowing), Vec::new);
                 return failed(report);
             }
             TopRemoval::Failed(e) => {
-                report.fail(FailedOp::Rmdir, e.raw_os_error(), Vec::new);
+                report.fail(FailedOp::Rmdir, Cause::Errno(e.raw_os_error()), Vec::new);
                 return failed(report);
             }
         }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use vmrm_proto::{Outcome, Stats as WireStats, VerdictCounts};
+use vmrm_proto::{Outcome, Stats as WireStats, Verdict, VerdictCounts};
 
 /// Lock-free counters plus one latency histogram behind a mutex (held for
 /// one record or one read, never across I/O).
@@ -17,6 +17,7 @@ pub struct Stats {
     denied: AtomicU64,
     failed: AtomicU64,
     bad_request: AtomicU64,
+    unavailable: AtomicU64,
     entries: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
@@ -42,6 +43,7 @@ impl Stats {
             denied: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             bad_request: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -64,25 +66,23 @@ impl Stats {
 
     /// Count one finished remove request.
     pub fn record(&self, outcome: &Outcome, took: Duration) {
-        let (counter, stats, errors) = match outcome {
-            Outcome::Removed(s) => (&self.removed, Some(s), 0),
-            Outcome::Emptied(s) => (&self.emptied, Some(s), 0),
-            Outcome::NotFound => (&self.not_found, None, 0),
-            Outcome::Denied { .. } => (&self.denied, None, 0),
-            Outcome::Failed {
-                stats,
-                failures,
-                omitted,
-            } => (&self.failed, Some(stats), failures.len() as u64 + omitted),
-            Outcome::BadRequest { .. } => (&self.bad_request, None, 0),
-            Outcome::Pong { .. } | Outcome::Stats(_) => return,
+        let counter = match outcome.verdict() {
+            Verdict::Removed => &self.removed,
+            Verdict::Emptied => &self.emptied,
+            Verdict::NotFound => &self.not_found,
+            Verdict::Denied => &self.denied,
+            Verdict::Failed => &self.failed,
+            Verdict::BadRequest => &self.bad_request,
+            Verdict::Unavailable => &self.unavailable,
+            // A verdict this build does not know cannot come from it.
+            _ => return,
         };
         counter.fetch_add(1, Relaxed);
-        if let Some(s) = stats {
+        if let Some(s) = outcome.removal_stats() {
             self.entries.fetch_add(s.entries, Relaxed);
             self.bytes.fetch_add(s.bytes, Relaxed);
         }
-        self.errors.fetch_add(errors, Relaxed);
+        self.errors.fetch_add(outcome.failure_count(), Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         if let Ok(mut h) = self.latency.lock() {
             h.saturating_record(micros);
@@ -108,6 +108,7 @@ impl Stats {
                 denied: self.denied.load(Relaxed),
                 failed: self.failed.load(Relaxed),
                 bad_request: self.bad_request.load(Relaxed),
+                unavailable: self.unavailable.load(Relaxed),
             },
             entries_removed: self.entries.load(Relaxed),
             bytes_freed: self.bytes.load(Relaxed),

@@ -25,8 +25,8 @@ pub struct ProbeResult {
     pub entries: u64,
     /// Failures, listed or not.
     pub failures: u64,
-    /// The errnos of the listed failures.
-    pub errnos: Vec<i32>,
+    /// The errnos of the listed failures (`None` for a named limit).
+    pub errnos: Vec<Option<i32>>,
     /// Whether the top directory itself is gone.
     pub top_removed: bool,
 }
@@ -78,7 +78,7 @@ pub fn remove_in_sandbox(
         sandbox: enforced.to_string(),
         entries: report.stats.entries,
         failures: report.failure_count(),
-        errnos: report.failures.iter().map(|f| f.errno).collect(),
+        errnos: report.failures.iter().map(|f| f.cause.errno()).collect(),
         top_removed,
     })
 }

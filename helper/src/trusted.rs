@@ -41,11 +41,10 @@ impl Owners {
 pub enum TrustError {
     #[error("{0:?} must be an absolute path without `.` or `..`, below `/`")]
     NotAbsolute(PathBuf),
-    #[error("cannot open {path:?}: {source}")]
+    #[error("cannot open {path:?}: {error}")]
     Open {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0:?} is a symbolic link; name the real path")]
     Symlink(PathBuf),
@@ -85,7 +84,7 @@ const GROUP_OR_OTHER_WRITE: u32 = 0o022;
 fn open_error(path: &Path) -> impl FnOnce(Errno) -> TrustError + '_ {
     move |e| TrustError::Open {
         path: path.to_owned(),
-        source: e.into(),
+        error: e.into(),
     }
 }
 
@@ -218,9 +217,9 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 pub fn read_config(path: &Path, owners: &Owners) -> Result<String, TrustError> {
     // A relative `--config` is taken from the working directory, then
     // walked from `/` like any other.
-    let absolute = std::path::absolute(path).map_err(|source| TrustError::Open {
+    let absolute = std::path::absolute(path).map_err(|error| TrustError::Open {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let path = absolute.as_path();
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
@@ -266,9 +265,9 @@ pub fn read_config(path: &Path, owners: &Owners) -> Result<String, TrustError> {
     std::fs::File::from(fd)
         .take(MAX_CONFIG_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|source| TrustError::Open {
+        .map_err(|error| TrustError::Open {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     if text.len() as u64 > MAX_CONFIG_BYTES {
         return Err(TrustError::TooLarge {

@@ -234,13 +234,12 @@ impl Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path:?}: {source}")]
+    #[error("cannot read config file {path:?}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// What the kernel answered.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Line and column only, and the parser's message with every quoted
     /// word from the file redacted: a config that is really another file

@@ -24,14 +24,13 @@ pub enum PrefixError {
     /// An empty, `.` or `..` component, a trailing slash or a NUL byte.
     #[error("prefix {0:?} is not normalized (empty, `.` or `..` component, or trailing slash)")]
     NotNormalized(PathBuf),
-    #[error("prefix {path:?} cannot be inspected: {source}")]
     /// The directory cannot be examined.
+    #[error("prefix {path:?} cannot be inspected: {error}")]
     Inaccessible {
         /// The prefix as configured.
         path: PathBuf,
         /// What the kernel answered.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// It exists but is not a directory.
     #[error("prefix {0:?} is not a directory")]
@@ -146,9 +145,9 @@ impl Prefix {
     /// could rename a victim's directory to a `vm-` name and have it
     /// removed. Returns the directory's (device, inode), to find aliases.
     pub fn check_on_disk(&self) -> Result<(u64, u64), PrefixError> {
-        let inaccessible = |source| PrefixError::Inaccessible {
+        let inaccessible = |error| PrefixError::Inaccessible {
             path: self.0.clone(),
-            source,
+            error,
         };
         let meta = std::fs::symlink_metadata(&self.0).map_err(inaccessible)?;
         let resolved = std::fs::canonicalize(&self.0).map_err(inaccessible)?;

@@ -14,7 +14,9 @@ pub const LENGTH_PREFIX_LEN: usize = 4;
 /// any of it is read, so a peer cannot make the other side allocate it.
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
 
-/// Why a frame or its payload was refused.
+/// Why a frame or its payload was refused. Like every error of vmrm, its
+/// message carries the cause, and `source()` is not set, so that printing
+/// the message alone says everything, once.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The declared or encoded length is over [`MAX_FRAME_LEN`].
@@ -28,7 +30,7 @@ pub enum FrameError {
     Empty,
     /// The payload does not decode as a message.
     #[error("malformed payload: {0}")]
-    Malformed(#[source] postcard::Error),
+    Malformed(postcard::Error),
     /// The payload holds a message followed by more bytes.
     #[error("{trailing} trailing bytes after the message")]
     TrailingBytes {
@@ -40,7 +42,13 @@ pub enum FrameError {
     Truncated,
     /// Reading or writing the stream failed.
     #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> FrameError {
+        FrameError::Io(e)
+    }
 }
 
 /// Serialize `msg` into one complete frame: length prefix and payload.

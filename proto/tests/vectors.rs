@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use vmrm_proto::{
-    decode, encode, ClientMessage, DenyReason, FailedOp, Failure, Outcome, ProtocolErrorKind,
-    RemovalStats, Request, ServerMessage, Stats, VerdictCounts, LENGTH_PREFIX_LEN,
+    decode, encode, Answer, Cause, ClientMessage, DenyReason, FailedOp, Failure, Limit, Outcome,
+    ProtocolErrorKind, RemovalStats, Request, ServerMessage, Stats, VerdictCounts,
+    LENGTH_PREFIX_LEN,
 };
 
 enum Msg {
@@ -16,8 +17,12 @@ enum Msg {
     S(ServerMessage),
 }
 
-fn resp(id: u64, outcome: Outcome) -> Msg {
-    Msg::S(ServerMessage::Response { id, outcome })
+fn resp(id: u64, answer: Answer) -> Msg {
+    Msg::S(ServerMessage::Response { id, answer })
+}
+
+fn removal(id: u64, outcome: Outcome) -> Msg {
+    resp(id, Answer::Removal(outcome))
 }
 
 fn req(id: u64, request: Request) -> Msg {
@@ -26,11 +31,11 @@ fn req(id: u64, request: Request) -> Msg {
 
 fn vectors() -> Vec<(&'static str, Msg)> {
     vec![
-        ("client-hello", Msg::C(ClientMessage::Hello { version: 1 })),
+        ("client-hello", Msg::C(ClientMessage::Hello { version: 2 })),
         (
             "server-hello",
             Msg::S(ServerMessage::Hello {
-                version: 1,
+                version: 2,
                 server: "vmrmd 0.1.0".into(),
             }),
         ),
@@ -47,7 +52,7 @@ fn vectors() -> Vec<(&'static str, Msg)> {
         ("request-stats", req(300, Request::Stats)),
         (
             "response-removed",
-            resp(
+            removal(
                 1,
                 Outcome::Removed(RemovalStats {
                     entries: 9,
@@ -57,7 +62,7 @@ fn vectors() -> Vec<(&'static str, Msg)> {
         ),
         (
             "response-emptied",
-            resp(
+            removal(
                 1,
                 Outcome::Emptied(RemovalStats {
                     entries: 8,
@@ -65,10 +70,10 @@ fn vectors() -> Vec<(&'static str, Msg)> {
                 }),
             ),
         ),
-        ("response-not-found", resp(1, Outcome::NotFound)),
+        ("response-not-found", removal(1, Outcome::NotFound)),
         (
             "response-denied",
-            resp(
+            removal(
                 1,
                 Outcome::Denied {
                     reason: DenyReason::NotOwner,
@@ -78,7 +83,7 @@ fn vectors() -> Vec<(&'static str, Msg)> {
         ),
         (
             "response-failed",
-            resp(
+            removal(
                 1,
                 Outcome::Failed {
                     stats: RemovalStats {
@@ -89,14 +94,20 @@ fn vectors() -> Vec<(&'static str, Msg)> {
                         Failure {
                             path: b"mnt".to_vec(),
                             path_truncated: false,
-                            op: FailedOp::MountPoint,
-                            errno: 0,
+                            op: FailedOp::Open,
+                            cause: Cause::Limit(Limit::MountPoint),
                         },
                         Failure {
                             path: b"frozen.img".to_vec(),
                             path_truncated: false,
                             op: FailedOp::Unlink,
-                            errno: 1,
+                            cause: Cause::Errno(1),
+                        },
+                        Failure {
+                            path: b"project".to_vec(),
+                            path_truncated: false,
+                            op: FailedOp::Open,
+                            cause: Cause::Limit(Limit::ForeignOwner { owner: 1001 }),
                         },
                     ],
                     omitted: 0,
@@ -105,7 +116,7 @@ fn vectors() -> Vec<(&'static str, Msg)> {
         ),
         (
             "response-bad-request",
-            resp(
+            removal(
                 1,
                 Outcome::BadRequest {
                     message: "too long".into(),
@@ -113,10 +124,19 @@ fn vectors() -> Vec<(&'static str, Msg)> {
             ),
         ),
         (
+            "response-unavailable",
+            removal(
+                1,
+                Outcome::Unavailable {
+                    message: "shutting down".into(),
+                },
+            ),
+        ),
+        (
             "response-pong",
             resp(
                 2,
-                Outcome::Pong {
+                Answer::Pong {
                     server: "vmrmd 0.1.0".into(),
                 },
             ),
@@ -125,7 +145,7 @@ fn vectors() -> Vec<(&'static str, Msg)> {
             "response-stats",
             resp(
                 300,
-                Outcome::Stats(Stats {
+                Answer::Stats(Stats {
                     uptime_secs: 3600,
                     verdicts: VerdictCounts {
                         removed: 5,
@@ -134,6 +154,7 @@ fn vectors() -> Vec<(&'static str, Msg)> {
                         denied: 2,
                         failed: 0,
                         bad_request: 0,
+                        unavailable: 0,
                     },
                     entries_removed: 45,
                     bytes_freed: 409600,
@@ -142,6 +163,16 @@ fn vectors() -> Vec<(&'static str, Msg)> {
                     connections_refused: 0,
                     latency_us: [250, 400, 900, 1200],
                 }),
+            ),
+        ),
+        (
+            "response-stats-denied",
+            resp(
+                300,
+                Answer::Denied {
+                    reason: DenyReason::PeerNotAllowed,
+                    message: "no".into(),
+                },
             ),
         ),
         (

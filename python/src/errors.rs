@@ -65,6 +65,18 @@ fn from_outcome_in(py: Python<'_>, path: &Path, outcome: Outcome, took: Duration
         Outcome::BadRequest { message } => {
             raise(py, "Denied", (message, p, "bad_request".to_owned()))
         }
+        // vmrmd could not take it on (shutting down, an internal fault);
+        // nothing was touched: transient, like an unreachable helper.
+        Outcome::Unavailable { message } => raise(
+            py,
+            "Unavailable",
+            (
+                format!("{shown}: vmrmd cannot serve it now: {message}; retry"),
+                p,
+                None::<String>,
+                "unavailable".to_owned(),
+            ),
+        ),
         Outcome::NotFound => raise(py, "NotFound", (format!("{shown}: no such directory"), p)),
         Outcome::Failed {
             stats,
@@ -74,25 +86,20 @@ fn from_outcome_in(py: Python<'_>, path: &Path, outcome: Outcome, took: Duration
             let list = PyList::empty(py);
             for f in &failures {
                 let rel = std::ffi::OsStr::from_bytes(&f.path);
-                let errno = (f.errno != 0).then_some(f.errno);
-                if let Err(e) = list.append((rel, f.op.as_str(), errno)) {
+                if let Err(e) = list.append((rel, what(f), f.cause.errno())) {
                     return e;
                 }
             }
             let first = failures.first().map_or(String::new(), |f| {
-                let what = if f.errno != 0 {
-                    io::Error::from_raw_os_error(f.errno).to_string()
-                } else {
-                    f.op.as_str().replace('_', " ")
-                };
                 format!(
-                    "; first: {}: {} ({what})",
+                    "; first: {}: {} ({})",
                     if f.path.is_empty() {
                         ".".into()
                     } else {
                         String::from_utf8_lossy(&f.path).into_owned()
                     },
-                    f.op.as_str()
+                    what(f),
+                    f.cause
                 )
             });
             let count = failures.len() as u64 + omitted;
@@ -111,6 +118,15 @@ fn from_outcome_in(py: Python<'_>, path: &Path, outcome: Outcome, took: Duration
                 p,
             ),
         ),
+    }
+}
+
+/// A failure's second field in Python: the operation that failed with an
+/// errno, or the name of the helper's limit that stopped it (errno None).
+fn what(f: &vmrm::Failure) -> &'static str {
+    match f.cause.limit() {
+        Some(limit) => limit.as_str(),
+        None => f.op.as_str(),
     }
 }
 
@@ -136,12 +152,12 @@ fn from_client_in(py: Python<'_>, socket: &Path, path: Option<&Path>, e: ClientE
     match e {
         // `..`: the client may carry more about the socket (where its path
         // came from) than this message needs.
-        ClientError::Connect { socket, source, .. } => {
+        ClientError::Connect { socket, error, .. } => {
             let s = socket.display();
-            match source.kind() {
+            match error.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => unavailable(
                     format!(
-                        "vmrmd is not running: cannot connect to {s} ({source}); {HOW_TO_START}"
+                        "vmrmd is not running: cannot connect to {s} ({error}); {HOW_TO_START}"
                     ),
                     &socket,
                     NOT_RUNNING,
@@ -156,15 +172,15 @@ fn from_client_in(py: Python<'_>, socket: &Path, path: Option<&Path>, e: ClientE
                     CONNECT,
                 ),
                 _ => unavailable(
-                    format!("cannot connect to vmrmd at {s}: {source}; {HOW_TO_START}"),
+                    format!("cannot connect to vmrmd at {s}: {error}; {HOW_TO_START}"),
                     &socket,
                     CONNECT,
                 ),
             }
         }
-        ClientError::Io { socket, source } => unavailable(
+        ClientError::Io { socket, error } => unavailable(
             format!(
-                "lost the connection to vmrmd at {}: {source}; it may have restarted: retry",
+                "lost the connection to vmrmd at {}: {error}; it may have restarted: retry",
                 socket.display()
             ),
             &socket,
@@ -178,10 +194,14 @@ fn from_client_in(py: Python<'_>, socket: &Path, path: Option<&Path>, e: ClientE
             &socket,
             CONNECTION_LOST,
         ),
-        ClientError::Timeout { socket, secs } => unavailable(
+        ClientError::Timeout {
+            socket,
+            waiting,
+            after,
+        } => unavailable(
             format!(
-                "no answer from vmrmd at {} within {secs}s; it is overloaded or stuck: retry \
-                 later, or pass a longer timeout=",
+                "vmrmd at {} did not {waiting} within {after:?}; it is overloaded or stuck: \
+                 retry later, or pass a longer timeout=",
                 socket.display()
             ),
             &socket,
@@ -221,13 +241,16 @@ fn from_client_in(py: Python<'_>, socket: &Path, path: Option<&Path>, e: ClientE
             "VmrmError",
             (
                 format!(
-                    "vmrmd at {} refused the connection ({kind:?}): {message}; client and \
+                    "vmrmd at {} ended the connection ({kind:?}): {message}; client and \
                      helper versions may differ",
                     socket.display()
                 ),
                 p,
             ),
         ),
+        // vmrmd emptied the directory; our own rmdir of the empty top
+        // failed before reaching the kernel.
+        e @ ClientError::Local { .. } => raise(py, "VmrmError", (e.to_string(), p)),
         e @ (ClientError::Frame { .. } | ClientError::Unexpected { .. }) => raise(
             py,
             "VmrmError",
@@ -273,9 +296,9 @@ pub(crate) fn from_workdir(e: WorkDirError) -> PyErr {
         }
         WorkDirError::Create {
             ref base,
-            ref source,
+            ref error,
         } => PyOSError::new_err((
-            source.raw_os_error().unwrap_or(0),
+            error.raw_os_error().unwrap_or(0),
             e.to_string(),
             base.display().to_string(),
         )),
@@ -285,12 +308,12 @@ pub(crate) fn from_workdir(e: WorkDirError) -> PyErr {
 /// Why a working directory could not be removed (yet).
 pub(crate) fn from_cleanup(socket: &Path, e: CleanupError, took: Duration) -> PyErr {
     match e {
-        CleanupError::Local { path, source } => PyOSError::new_err((
-            source.raw_os_error().unwrap_or(0),
-            format!("cannot remove {}: {source}", path.display()),
+        CleanupError::Local { path, error } => PyOSError::new_err((
+            error.raw_os_error().unwrap_or(0),
+            format!("cannot remove {}: {error}", path.display()),
             path.display().to_string(),
         )),
-        CleanupError::Helper { path, source } => from_client(socket, Some(&path), source),
-        CleanupError::Refused { path, outcome } => from_outcome(&path, *outcome, took),
+        CleanupError::Helper { path, error } => from_client(socket, Some(&path), error),
+        CleanupError::NotRemoved { path, outcome } => from_outcome(&path, *outcome, took),
     }
 }

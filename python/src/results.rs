@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use vmrm::{Outcome, Stats};
+use vmrm::{Denied, Outcome, Stats};
 
 use crate::errors;
 
@@ -85,6 +85,7 @@ pub(crate) fn stats_dict(py: Python<'_>, s: &Stats) -> PyResult<Py<PyAny>> {
     v.set_item("denied", s.verdicts.denied)?;
     v.set_item("failed", s.verdicts.failed)?;
     v.set_item("bad_request", s.verdicts.bad_request)?;
+    v.set_item("unavailable", s.verdicts.unavailable)?;
     d.set_item("verdicts", v)?;
     d.set_item("entries_removed", s.entries_removed)?;
     d.set_item("bytes_freed", s.bytes_freed)?;
@@ -102,9 +103,12 @@ pub(crate) fn stats_dict(py: Python<'_>, s: &Stats) -> PyResult<Py<PyAny>> {
 }
 
 /// The answer to a stats request.
-pub(crate) fn stats(py: Python<'_>, outcome: Result<Stats, Outcome>) -> PyResult<Py<PyAny>> {
-    match outcome {
+pub(crate) fn stats(py: Python<'_>, answer: Result<Stats, Denied>) -> PyResult<Py<PyAny>> {
+    match answer {
         Ok(s) => stats_dict(py, &s),
-        Err(other) => Err(errors::from_outcome(Path::new(""), other, Duration::ZERO)),
+        Err(Denied { reason, message }) => {
+            let denied = Outcome::Denied { reason, message };
+            Err(errors::from_outcome(Path::new(""), denied, Duration::ZERO))
+        }
     }
 }

@@ -17,8 +17,12 @@ from typing import List, Optional, Tuple
 
 from ._native import RemovalStats
 
-#: One part of a tree that could not be removed: (relative path, operation,
-#: errno or None). The path is "" for the top directory itself.
+#: One part of a tree that could not be removed: (relative path, what, errno
+#: or None). ``what`` is the operation that failed with the kernel's errno
+#: (``open``, ``read_dir``, ``unlink``, ``rmdir``, ``reopen``), or, with errno
+#: None, the helper's limit that stopped it (``deadline``, ``depth``,
+#: ``moved``, ``kept_growing``, ``no_progress``, ``foreign_owner``,
+#: ``mount_point``). The path is "" for the top directory itself.
 FailureEntry = Tuple[str, str, Optional[int]]
 
 
@@ -53,7 +57,7 @@ class NotFound(VmrmError):
 
 class RemovalFailed(VmrmError):
     """The removal ran but parts of the tree remain. ``.failures`` lists
-    them as (relative path, op, errno or None), at most 64; ``.omitted``
+    them as (relative path, what, errno or None), at most 64; ``.omitted``
     counts the rest; ``.stats`` says what was removed."""
 
     def __init__(
@@ -73,10 +77,12 @@ class RemovalFailed(VmrmError):
 
 class Unavailable(VmrmError):
     """The helper could not be reached or did not answer: it is not running,
-    is busy (its connection cap or the per-uid cap is full), or timed out.
-    Transient: retry with backoff. ``.socket`` names the socket and
-    ``.reason`` is one of ``not_running``, ``connect``,
-    ``connection_lost``, ``timeout``, ``busy``."""
+    is busy (its connection cap or the per-uid cap is full), timed out, or
+    could not take the request on (shutting down, an internal fault; nothing
+    was touched). Transient: retry with backoff. ``.socket`` names the
+    socket (None for ``unavailable``) and ``.reason`` is one of
+    ``not_running``, ``connect``, ``connection_lost``, ``timeout``,
+    ``busy``, ``unavailable``."""
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vmrm::Outcome;
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, FailedOp, Limit};
 use vmrm_tests::{attack, ids, require_root, tree, Daemon, DaemonOptions, Fixture};
 
 fn sandboxed(f: &Fixture, prefix: &Path, args: &[&str]) -> Daemon {
@@ -82,7 +82,8 @@ fn max_depth_counts_levels_as_built_not_as_flattened() {
     match &outcome {
         Outcome::Failed { failures, .. } => {
             assert_eq!(failures.len(), 1, "{outcome:?}");
-            assert_eq!(failures[0].op, FailedOp::Limit);
+            assert_eq!(failures[0].op, FailedOp::Open);
+            assert_eq!(failures[0].cause, Cause::Limit(Limit::Depth));
         }
         other => panic!("{other:?}"),
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use vmrm::Outcome;
-use vmrm_proto::{DenyReason, FailedOp};
+use vmrm_proto::{Cause, DenyReason, FailedOp};
 use vmrm_tests::{ids, require_root, tree, Daemon, DaemonOptions, Fixture};
 
 fn start() -> (Fixture, Daemon) {
@@ -332,7 +332,10 @@ fn failures_inside_are_reported_with_relative_path_and_errno() {
             assert_eq!(failures.len(), 1, "{failures:?}");
             assert_eq!(failures[0].path, b"qemu-private/stuck");
             assert_eq!(failures[0].op, FailedOp::Unlink);
-            assert_eq!(failures[0].errno, nix::errno::Errno::EPERM as i32);
+            assert_eq!(
+                failures[0].cause,
+                Cause::Errno(nix::errno::Errno::EPERM as i32)
+            );
         }
         other => panic!("{other:?}"),
     }

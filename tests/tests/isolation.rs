@@ -6,8 +6,9 @@ use std::fs;
 use std::os::unix::fs::{lchown, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use vmrm::Outcome;
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, Limit};
 use vmrm_tests::{attack, ids, require_root, tree, Daemon, DaemonOptions, Fixture};
 
 /// The victim: a user sharing a group with tenant A.
@@ -72,7 +73,7 @@ fn confused_deputy_foreign_dir_is_left_and_reported() {
         assert_eq!(line["result"], "failed", "{line}");
         let failures = line["failures"].as_array().unwrap();
         assert!(
-            failures.iter().any(|f| f["op"] == "foreign_owner"
+            failures.iter().any(|f| f["limit"] == "foreign_owner"
                 && f["path"] == "project"
                 && f["owner"] == VICTIM),
             "{line}"
@@ -102,9 +103,9 @@ fn confused_deputy_is_reported_typed_with_the_owner() {
         panic!("{outcome:?}");
     };
     assert_eq!(failures.len(), 1, "{failures:?}");
-    assert_eq!(failures[0].op, FailedOp::ForeignOwner { owner: VICTIM });
+    let foreign = Cause::Limit(Limit::ForeignOwner { owner: VICTIM });
+    assert_eq!(failures[0].cause, foreign);
     assert_eq!(failures[0].path, b"a/b/project");
-    assert_eq!(failures[0].errno, 0);
 }
 
 #[test]
@@ -141,35 +142,43 @@ fn runner_owned_private_dirs_are_entered_only_when_configured() {
     assert_eq!(tree::entries(&dir), Some(1));
 }
 
-/// Files per bottom level of the chain: long enough to move mid-walk.
+/// Files at the bottom of the chain: long enough to move mid-walk.
 const BOTTOM_FILES: usize = 20_000;
 
-/// The attack: a subdirectory moved out mid-walk gives the same
-/// `moved` failure whether the top has one subdirectory (sequential walk) or
-/// many (parallel fan-out).
+/// Levels of the chain: above the depth where the walk moves subtrees up to
+/// chunks under the top, so the subtree is still where the tenant built it
+/// when it is moved.
+const CHAIN_LEVELS: usize = 12;
+
+/// The attack: a subdirectory moved out of the tree (outside the prefixes)
+/// mid-walk (CVE-2002-0435) gives the same truthful failure whether the top
+/// has one subdirectory (sequential walk) or many (parallel fan-out, which
+/// used to report `removed`). The walk holds an fd for every level it is in
+/// and never climbs `..`, so it cannot reach the subtree's new siblings, and
+/// Landlock refuses every change at the subtree's new place (EACCES).
 #[test]
 #[ignore = "needs root"]
 fn fan_out_reports_a_subtree_moved_out_at_any_width() {
     require_root();
     let f = Fixture::new();
+    // The default sandbox (`required`): Landlock confines the walk to the
+    // prefixes.
     let d = Daemon::start(&f, DaemonOptions::default());
     let canary = f.canary("target/c1");
     for width in [1usize, 8, 64] {
-        // `c` is a chain deeper than the fd ring, so the walk re-opens
-        // parents through `..` and must notice the move (CVE-2002-0435).
         let top = tree::empty_workdir(&f.sticky, 0);
         let chain_top = top.join("c");
         fs::create_dir(&chain_top).unwrap();
-        tree::chain(&chain_top, 120);
+        tree::chain(&chain_top, CHAIN_LEVELS);
         for i in 1..width {
             fs::create_dir(top.join(format!("e{i}"))).unwrap();
             fs::write(top.join(format!("e{i}/f")), b"").unwrap();
         }
         let mut bottom = chain_top.clone();
         let mut middle = chain_top.clone();
-        for level in 0..120 {
+        for level in 0..CHAIN_LEVELS {
             bottom.push("d");
-            if level < 40 {
+            if level < CHAIN_LEVELS / 2 {
                 middle.push("d");
             }
         }
@@ -200,10 +209,12 @@ fn fan_out_reports_a_subtree_moved_out_at_any_width() {
         );
         match &outcome {
             Outcome::Failed { failures, .. } => assert!(
-                failures.iter().any(|f| f.op == FailedOp::Moved),
-                "width {width}: no `moved` failure among {failures:?}"
+                failures
+                    .iter()
+                    .any(|f| f.cause == Cause::Errno(Errno::EACCES as i32)),
+                "width {width}: no refused change at the new place among {failures:?}"
             ),
-            other => panic!("width {width}: moved mid-walk but {other:?}"),
+            other => panic!("width {width}: moved out mid-walk but {other:?}"),
         }
         let _ = fs::remove_dir_all(&top);
         let _ = fs::remove_dir_all(&moved_to);

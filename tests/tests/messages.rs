@@ -70,7 +70,7 @@ fn unreachable_names_the_built_in_default() {
     let error = ClientError::Connect {
         socket: vmrm_proto::DEFAULT_SOCKET.into(),
         origin: SocketOrigin::Default,
-        source: std::io::Error::from(Errno::ENOENT),
+        error: std::io::Error::from(Errno::ENOENT),
     };
     let text = error.to_string();
     assert!(text.contains(vmrm_proto::DEFAULT_SOCKET), "{text}");
@@ -84,7 +84,7 @@ fn a_socket_without_permission_points_at_its_group() {
     let error = ClientError::Connect {
         socket: "/run/vmrmd/vmrmd.sock".into(),
         origin: SocketOrigin::Default,
-        source: std::io::Error::from(Errno::EACCES),
+        error: std::io::Error::from(Errno::EACCES),
     };
     let text = error.to_string();
     assert!(text.contains("Permission denied"), "{text}");

@@ -101,10 +101,14 @@ fn bad_frames_get_an_error_and_the_helper_keeps_serving() {
     s.write_all(&frame).unwrap();
     assert_eq!(expect_error(&mut s), ProtocolErrorKind::MalformedFrame);
 
-    // An unknown version.
+    // An unknown version, and the previous one: a version-1 client's hello
+    // (bytes as it sends them) gets "unsupported version", not garbage.
     let mut s = raw(&d);
     s.write_all(&encode(&ClientMessage::Hello { version: 999 }).unwrap())
         .unwrap();
+    assert_eq!(expect_error(&mut s), ProtocolErrorKind::UnsupportedVersion);
+    let mut s = raw(&d);
+    s.write_all(&[0, 0, 0, 2, 0, 1]).unwrap();
     assert_eq!(expect_error(&mut s), ProtocolErrorKind::UnsupportedVersion);
 
     // A request before the hello.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 use vmrm::Outcome;
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, FailedOp, Limit};
 use vmrm_tests::{attack, ids, require_root, tree, Canary, Daemon, DaemonOptions, Fixture};
 
 /// Files per level: widens the window between listing and unlinking
@@ -141,7 +141,7 @@ fn symlink_swap_loops_never_reach_outside_the_tree() {
             assert!(
                 failures
                     .iter()
-                    .all(|f| f.op != FailedOp::Moved || depth > 0),
+                    .all(|f| f.op != FailedOp::Reopen || depth > 0),
                 "{}",
                 summary(&outcome)
             );
@@ -218,7 +218,10 @@ fn moved_out(w: World, sandboxed: bool) {
             // Sandboxed, Landlock refused the walk's changes at the
             // subtree's new place outside the prefixes.
             Outcome::Failed { failures, .. } => assert!(
-                sandboxed && failures.iter().any(|f| f.errno == Errno::EACCES as i32),
+                sandboxed
+                    && failures
+                        .iter()
+                        .any(|f| f.cause == Cause::Errno(Errno::EACCES as i32)),
                 "round {round}: {}",
                 summary(&outcome)
             ),
@@ -315,9 +318,10 @@ fn a_tree_that_keeps_growing_ends_with_a_truthful_report() {
         Outcome::Failed { failures, .. } => {
             assert!(top.exists());
             assert!(
-                failures
-                    .iter()
-                    .all(|f| matches!(f.op, FailedOp::KeptGrowing | FailedOp::Limit)),
+                failures.iter().all(|f| matches!(
+                    f.cause,
+                    Cause::Limit(Limit::KeptGrowing | Limit::Deadline | Limit::Depth)
+                )),
                 "{}",
                 summary(&outcome)
             );
@@ -472,12 +476,13 @@ fn a_tree_growing_into_its_chunks_ends_with_a_truthful_report() {
     match &outcome {
         Outcome::Removed(_) => assert!(!top.exists()),
         Outcome::Failed { failures, .. } => assert!(
-            failures
-                .iter()
-                .all(|f| matches!(f.op, FailedOp::KeptGrowing | FailedOp::Limit)
+            failures.iter().all(|f| matches!(
+                    f.cause,
+                    Cause::Limit(Limit::KeptGrowing | Limit::Deadline | Limit::Depth)
+                )
                     // The client's own rmdir of the emptied top (the
                     // helper lacks CAP_FOWNER in the sticky prefix), refilled.
-                    || (f.op == FailedOp::Rmdir && f.errno == 39)),
+                    || (f.op == FailedOp::Rmdir && f.cause == Cause::Errno(39))),
             "{}",
             summary(&outcome)
         ),
@@ -497,7 +502,7 @@ fn summary(outcome: &Outcome) -> String {
         } => {
             let mut ops: Vec<String> = failures
                 .iter()
-                .map(|f| format!("{}/{}", f.op.as_str(), f.errno))
+                .map(|f| format!("{}/{:?}", f.op.as_str(), f.cause))
                 .collect();
             ops.dedup();
             format!(

@@ -17,6 +17,9 @@ pub enum Status {
     Denied,
     /// vmrmd is at a connection limit: nothing was asked; retry later.
     Busy,
+    /// vmrmd could not take the request on (shutting down, or an internal
+    /// fault): nothing was touched; retry later.
+    Unavailable,
     /// vmrmd could not be reached or broke the protocol.
     Unreachable,
 }
@@ -31,6 +34,7 @@ impl Status {
             Status::NotFound => 4,
             Status::Unreachable => 5,
             Status::Busy => 6,
+            Status::Unavailable => 7,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vmrm::args::{Cli, Command};
-use vmrm::{Client, ClientOptions, Outcome};
+use vmrm::{Client, ClientOptions, Outcome, Verdict};
 
 pub use exit::Status;
 
@@ -43,7 +43,7 @@ pub fn main() -> ExitCode {
                 Status::Success
             }
             Ok(Err(denied)) => {
-                eprintln!("vmrm: stats: {}", render::outcome_line(&denied));
+                eprintln!("vmrm: stats: {denied}");
                 Status::Denied
             }
             Err(e) => {
@@ -100,13 +100,34 @@ fn absolute(path: &Path) -> PathBuf {
 
 impl Status {
     fn of(outcome: &Outcome, force: bool) -> Status {
-        match outcome {
-            Outcome::Removed(_) | Outcome::Emptied(_) => Status::Success,
-            Outcome::NotFound if force => Status::Success,
-            Outcome::NotFound => Status::NotFound,
-            Outcome::Denied { .. } | Outcome::BadRequest { .. } => Status::Denied,
-            Outcome::Failed { .. } => Status::Failed,
-            Outcome::Pong { .. } | Outcome::Stats(_) => Status::Unreachable,
+        match outcome.verdict() {
+            Verdict::Removed | Verdict::Emptied => Status::Success,
+            Verdict::NotFound if force => Status::Success,
+            Verdict::NotFound => Status::NotFound,
+            Verdict::Denied | Verdict::BadRequest => Status::Denied,
+            Verdict::Failed => Status::Failed,
+            Verdict::Unavailable => Status::Unavailable,
+            // A verdict newer than this build: not understood.
+            _ => Status::Unreachable,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_is_neither_denied_nor_unreachable() {
+        let unavailable = Outcome::Unavailable {
+            message: "vmrmd is shutting down".into(),
+        };
+        let status = Status::of(&unavailable, false);
+        assert_eq!(status, Status::Unavailable);
+        assert_eq!(status.code(), 7);
+        let bad = Outcome::BadRequest {
+            message: String::new(),
+        };
+        assert_eq!(Status::of(&bad, false).code(), 3);
     }
 }

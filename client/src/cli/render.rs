@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use serde_json::json;
-use vmrm::{ClientError, Outcome, Stats};
+use vmrm::{Cause, ClientError, Limit, Outcome, Stats};
 
 /// A path as shown to people: control characters and non-UTF-8 bytes
 /// escaped, so a hostile name cannot drive the terminal.
@@ -14,39 +14,11 @@ pub fn shown(path: &Path) -> String {
     format!("'{}'", bytes.escape_ascii())
 }
 
-fn errno_text(errno: i32) -> String {
-    std::io::Error::from_raw_os_error(errno).to_string()
-}
-
-/// Why one part failed, for people: the errno's text, or for the helper's
-/// own refusals and limits (errno 0) what they mean.
-fn failure_text(f: &vmrm::Failure) -> String {
-    match f.op {
-        vmrm::FailedOp::ForeignOwner { owner } => format!(
-            "a directory owned by uid {owner}, neither yours nor a VM runner's, left untouched"
-        ),
-        vmrm::FailedOp::NoProgress => "nothing could be removed for too long".into(),
-        _ if f.errno == 0 => "stopped by the helper's limits".into(),
-        _ => errno_text(f.errno),
-    }
-}
-
 /// One sentence for a non-success outcome.
 pub fn outcome_line(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Removed(_) => "removed".into(),
-        Outcome::Emptied(_) => "emptied".into(),
-        Outcome::NotFound => "No such file or directory".into(),
-        Outcome::Denied { reason, message } => format!("denied: {message} ({})", reason.as_str()),
-        Outcome::BadRequest { message } => format!("bad request: {message}"),
-        Outcome::Failed {
-            failures, omitted, ..
-        } => format!(
-            "{} parts could not be removed",
-            failures.len() as u64 + omitted
-        ),
-        Outcome::Pong { server } => format!("pong from {server}"),
-        Outcome::Stats(_) => "stats".into(),
+        Outcome::Failed { .. } => format!("{} parts could not be removed", outcome.failure_count()),
+        other => other.to_string(),
     }
 }
 
@@ -73,11 +45,14 @@ pub fn error_lines(path: &Path, outcome: &Outcome) -> Vec<String> {
                 }
                 full.extend_from_slice(&f.path);
             }
+            let why = match f.cause {
+                Cause::Limit(limit) => limit.as_str(),
+                _ => f.op.as_str(),
+            };
             format!(
-                "cannot remove '{}': {} ({})",
+                "cannot remove '{}': {} ({why})",
                 full.escape_ascii(),
-                failure_text(f),
-                f.op.as_str()
+                f.cause
             )
         })
         .collect();
@@ -102,6 +77,7 @@ fn path_json(path: &Path) -> String {
 /// nothing for files still linked elsewhere.
 pub fn json(path: &Path, outcome: &Outcome) -> String {
     let value = match outcome {
+        // The client finishes an emptied top, so both are "removed".
         Outcome::Removed(s) | Outcome::Emptied(s) => json!({
             "path": path_json(path), "result": "removed", "entries": s.entries, "allocated_bytes": s.bytes,
         }),
@@ -109,8 +85,8 @@ pub fn json(path: &Path, outcome: &Outcome) -> String {
         Outcome::Denied { reason, message } => json!({
             "path": path_json(path), "result": "denied", "reason": reason.as_str(), "message": message,
         }),
-        Outcome::BadRequest { message } => json!({
-            "path": path_json(path), "result": "bad_request", "message": message,
+        Outcome::BadRequest { message } | Outcome::Unavailable { message } => json!({
+            "path": path_json(path), "result": outcome.verdict().as_str(), "message": message,
         }),
         Outcome::Failed {
             stats,
@@ -123,18 +99,17 @@ pub fn json(path: &Path, outcome: &Outcome) -> String {
                 "path": f.path.escape_ascii().to_string(),
                 "path_truncated": f.path_truncated,
                 "op": f.op.as_str(),
-                "errno": f.errno,
-                "error": failure_text(f),
-                "owner": match f.op {
-                    vmrm::FailedOp::ForeignOwner { owner } => Some(owner),
+                "errno": f.cause.errno(),
+                "limit": f.cause.limit().map(Limit::as_str),
+                "error": f.cause.to_string(),
+                "owner": match f.cause {
+                    Cause::Limit(Limit::ForeignOwner { owner }) => Some(owner),
                     _ => None,
                 },
             })).collect::<Vec<_>>(),
             "omitted": omitted,
         }),
-        Outcome::Pong { .. } | Outcome::Stats(_) => {
-            json!({"path": path_json(path), "result": "unexpected"})
-        }
+        other => json!({"path": path_json(path), "result": other.verdict().as_str()}),
     };
     value.to_string()
 }
@@ -152,11 +127,11 @@ pub fn stats(s: &Stats) -> String {
     let [p50, p90, p99, max] = s.latency_us;
     let mut out = String::new();
     let _ = writeln!(out, "uptime             {}s", s.uptime_secs);
-    let _ = writeln!(
-        out,
-        "requests           removed {} emptied {} not_found {} denied {} failed {} bad_request {}",
-        v.removed, v.emptied, v.not_found, v.denied, v.failed, v.bad_request
-    );
+    let _ = write!(out, "requests          ");
+    for (verdict, n) in v.by_verdict() {
+        let _ = write!(out, " {} {n}", verdict.as_str());
+    }
+    let _ = writeln!(out);
     let _ = writeln!(out, "entries removed    {}", s.entries_removed);
     let _ = writeln!(out, "allocated bytes    {} freed", s.bytes_freed);
     let _ = writeln!(out, "errors             {}", s.errors);
@@ -174,7 +149,11 @@ pub fn stats(s: &Stats) -> String {
 
 /// The Prometheus text exposition format.
 pub fn prometheus(s: &Stats) -> String {
-    let v = &s.verdicts;
+    let labels = s
+        .verdicts
+        .by_verdict()
+        .map(|(v, n)| (format!("{{verdict=\"{}\"}}", v.as_str()), n));
+    let verdicts: Vec<(&str, u64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP vmrm_{name} {help}");
@@ -193,14 +172,7 @@ pub fn prometheus(s: &Stats) -> String {
         "requests_total",
         "counter",
         "Remove requests by verdict.",
-        &[
-            ("{verdict=\"removed\"}", v.removed),
-            ("{verdict=\"emptied\"}", v.emptied),
-            ("{verdict=\"not_found\"}", v.not_found),
-            ("{verdict=\"denied\"}", v.denied),
-            ("{verdict=\"failed\"}", v.failed),
-            ("{verdict=\"bad_request\"}", v.bad_request),
-        ],
+        &verdicts,
     );
     metric(
         "entries_removed_total",

@@ -5,7 +5,11 @@
 //! removes the rest and reports ordinary failures, so results read the same
 //! either way; a subtree that moved away while a worker was in it is no
 //! longer there for that pass to meet, so the worker's `moved` failure is
-//! kept and makes the removal fail, as it would at any width. A worker that
+//! kept and makes the removal fail, as it would at any width. So do the
+//! worker's ordinary failures when that pass finds nothing left: what failed
+//! was moved out of the tree meanwhile (out of the prefixes, where Landlock
+//! refuses every change), and the sequential walk would have reported it
+//! too, rather than `removed` (CVE-2002-0435). A worker that
 //! meets the removal's deadline or lack of progress stops them all, and the
 //! removal, as the sequential walk would.
 //!
@@ -26,9 +30,10 @@ use std::time::Instant;
 
 use rustix::fs::{fstat, seek, unlinkat, AtFlags, FileType, RawDir, SeekFrom};
 
-use vmrm_proto::FailedOp;
+use vmrm_proto::Failure;
 
 use super::descend::{open_owned_child, pass_cap};
+use super::report::{moved, stops_removal};
 use super::walk::unlink_entry;
 use super::{empty_tree, Report, WalkOptions};
 
@@ -61,6 +66,8 @@ pub fn empty_tree_parallel(
 ) -> bool {
     let workers = workers();
     let mut ended = Ended::default();
+    // The workers' ordinary failures, held aside for the sequential pass.
+    let mut aside = Report::default();
     if workers > 1 && seek(top, SeekFrom::Start(0)).is_ok() {
         let mut buf = [MaybeUninit::<u8>::uninit(); 32 * 1024];
         let mut listing = RawDir::new(top, &mut buf);
@@ -82,6 +89,7 @@ pub fn empty_tree_parallel(
                     options,
                     workers.min(batch.len()),
                     report,
+                    &mut aside,
                 ));
             }
             if !more || !fanned || ended.stop {
@@ -96,7 +104,15 @@ pub fn empty_tree_parallel(
         return false;
     }
     let emptied = empty_tree(top, options, report);
-    emptied && !ended.moved
+    // Nothing left to meet, yet a worker failed: what it failed on is no
+    // longer in the tree (moved out meanwhile). Said, as the sequential walk
+    // would; when the pass left something, it reported that itself, and the
+    // worker's failures would mostly be the same ones again.
+    let failed_aside = aside.failure_count() > 0;
+    if emptied && failed_aside {
+        report.merge(aside);
+    }
+    emptied && !ended.moved && !failed_aside
 }
 
 /// What ended some worker's walk early.
@@ -117,8 +133,8 @@ impl Ended {
 
 /// Failures a worker keeps (the sequential pass would not meet them
 /// again, or should not spend the time to): they ended its walk.
-fn ends_walk(op: FailedOp) -> bool {
-    matches!(op, FailedOp::Moved | FailedOp::Limit | FailedOp::NoProgress)
+fn ends_walk(f: &Failure) -> bool {
+    moved(f.op) || stops_removal(f.cause)
 }
 
 /// Subdirectory names for the workers, NUL-separated in one buffer.
@@ -186,13 +202,15 @@ impl Batch {
 }
 
 /// Workers take subdirectories off a shared index until none are left (or
-/// one of them hits the removal's limits). Returns what ended walks early.
+/// one of them hits the removal's limits). Returns what ended walks early;
+/// the workers' ordinary failures go to `aside`.
 fn fan_out(
     top: BorrowedFd<'_>,
     subdirs: &Batch,
     options: &WalkOptions,
     workers: usize,
     report: &mut Report,
+    aside: &mut Report,
 ) -> Ended {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -201,36 +219,39 @@ fn fan_out(
         fd_ring: (options.fd_ring / workers).max(2),
         ..options.clone()
     };
-    let reports: Vec<Report> = std::thread::scope(|scope| {
+    let reports: Vec<(Report, Report)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| scope.spawn(|| work(top, subdirs, &next, &stop, &per_worker)))
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
     let mut ended = Ended::default();
-    for r in reports {
+    for (r, others) in reports {
         for f in &r.failures {
-            ended.moved |= f.op == FailedOp::Moved;
-            ended.stop |= matches!(f.op, FailedOp::Limit | FailedOp::NoProgress);
+            ended.moved |= moved(f.op);
+            ended.stop |= stops_removal(f.cause);
         }
         report.merge(r);
+        aside.merge(others);
     }
     ended
 }
 
-/// One worker: returns what it removed. Its ordinary failures are not kept:
-/// the sequential pass meets whatever it left and reports that. A moved
-/// subtree is kept, since it is no longer there for that pass to see, and
-/// so is the removal's deadline or lack of progress, which stops every
-/// worker (through `stop`) and the removal.
+/// One worker: returns what it removed, and, apart, its ordinary failures:
+/// the sequential pass meets whatever it left and reports that (see
+/// [`empty_tree_parallel`] for when they are kept). A moved subtree is kept,
+/// since it is no longer there for that pass to see, and so is the
+/// removal's deadline or lack of progress, which stops every worker
+/// (through `stop`) and the removal.
 fn work(
     top: BorrowedFd<'_>,
     subdirs: &Batch,
     next: &AtomicUsize,
     stop: &AtomicBool,
     options: &WalkOptions,
-) -> Report {
+) -> (Report, Report) {
     let mut total = Report::default();
+    let mut others = Report::default();
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -264,15 +285,20 @@ fn work(
         }
         total.stats.entries += report.stats.entries;
         total.stats.bytes += report.stats.bytes;
-        for f in report.failures.into_iter().filter(|f| ends_walk(f.op)) {
-            if f.op != FailedOp::Moved {
-                stop.store(true, Ordering::Relaxed);
-            }
+        others.omitted += report.omitted;
+        for f in report.failures {
             let mut path = name.to_bytes().to_vec();
             path.push(b'/');
             path.extend_from_slice(&f.path);
-            total.fail(f.op, f.errno, || path);
+            if !ends_walk(&f) {
+                others.fail(f.op, f.cause, || path);
+                continue;
+            }
+            if !moved(f.op) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            total.fail(f.op, f.cause, || path);
         }
     }
-    total
+    (total, others)
 }

@@ -1,6 +1,8 @@
 //! What a removal did and what it could not do, with the failure list capped.
 
-use vmrm_proto::{FailedOp, Failure, RemovalStats, MAX_REPORTED_FAILURES, MAX_REPORTED_PATH_LEN};
+use vmrm_proto::{
+    Cause, FailedOp, Failure, Limit, RemovalStats, MAX_REPORTED_FAILURES, MAX_REPORTED_PATH_LEN,
+};
 
 /// Counts and the first [`MAX_REPORTED_FAILURES`] failures of one removal.
 #[derive(Debug, Default)]
@@ -24,12 +26,9 @@ impl Report {
     /// A failure that ended the walk (a moved directory, a tree that kept
     /// growing, a limit) is always listed, displacing the last ordinary one,
     /// so the reason a removal stopped is never among the omitted.
-    pub fn fail(&mut self, op: FailedOp, errno: i32, path: impl FnOnce() -> Vec<u8>) {
+    pub fn fail(&mut self, op: FailedOp, cause: Cause, path: impl FnOnce() -> Vec<u8>) {
         if self.failures.len() >= MAX_REPORTED_FAILURES {
-            let ends_walk = matches!(
-                op,
-                FailedOp::Moved | FailedOp::KeptGrowing | FailedOp::Limit | FailedOp::NoProgress
-            );
+            let ends_walk = moved(op) || stops_removal(cause) || cause == KEPT_GROWING;
             self.omitted += 1;
             if !ends_walk || self.failures.pop().is_none() {
                 return;
@@ -40,7 +39,7 @@ impl Report {
             path,
             path_truncated,
             op,
-            errno,
+            cause,
         });
     }
 
@@ -57,6 +56,23 @@ impl Report {
             }
         }
     }
+}
+
+const KEPT_GROWING: Cause = Cause::Limit(Limit::KeptGrowing);
+
+/// A failure going back up to a parent: the subtree moved (or cannot be
+/// verified), which ends that walk.
+pub fn moved(op: FailedOp) -> bool {
+    op == FailedOp::Reopen
+}
+
+/// A limit of the whole removal (its deadline, depth or lack of progress):
+/// it stops every worker and the removal.
+pub fn stops_removal(cause: Cause) -> bool {
+    matches!(
+        cause,
+        Cause::Limit(Limit::Deadline | Limit::Depth | Limit::NoProgress)
+    )
 }
 
 /// Keep the last [`MAX_REPORTED_PATH_LEN`] bytes: the deep end of a path
@@ -78,7 +94,7 @@ mod tests {
     fn caps_the_list_and_counts_the_rest() {
         let mut r = Report::default();
         for _ in 0..MAX_REPORTED_FAILURES + 10 {
-            r.fail(FailedOp::Unlink, 1, || b"x".to_vec());
+            r.fail(FailedOp::Unlink, Cause::Errno(1), || b"x".to_vec());
         }
         assert_eq!(r.failures.len(), MAX_REPORTED_FAILURES);
         assert_eq!(r.omitted, 10);
@@ -89,11 +105,13 @@ mod tests {
     fn the_reason_a_walk_stopped_is_always_listed() {
         let mut r = Report::default();
         for _ in 0..MAX_REPORTED_FAILURES + 10 {
-            r.fail(FailedOp::Unlink, 13, || b"x".to_vec());
+            r.fail(FailedOp::Unlink, Cause::Errno(13), || b"x".to_vec());
         }
-        r.fail(FailedOp::Moved, 18, || b"moved".to_vec());
+        r.fail(FailedOp::Reopen, Cause::Limit(Limit::Moved), || {
+            b"moved".to_vec()
+        });
         assert_eq!(r.failures.len(), MAX_REPORTED_FAILURES);
-        assert_eq!(r.failures.last().unwrap().op, FailedOp::Moved);
+        assert_eq!(r.failures.last().unwrap().op, FailedOp::Reopen);
         assert_eq!(r.failure_count(), MAX_REPORTED_FAILURES as u64 + 11);
     }
 
@@ -102,7 +120,7 @@ mod tests {
         let mut r = Report::default();
         let mut long = vec![b'a'; MAX_REPORTED_PATH_LEN];
         long.extend(b"/tail");
-        r.fail(FailedOp::Rmdir, 39, || long.clone());
+        r.fail(FailedOp::Rmdir, Cause::Errno(39), || long.clone());
         assert!(r.failures[0].path_truncated);
         assert!(r.failures[0].path.ends_with(b"/tail"));
         assert_eq!(r.failures[0].path.len(), MAX_REPORTED_PATH_LEN);

@@ -7,7 +7,7 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, FailedOp, Limit};
 
 use super::*;
 
@@ -137,7 +137,7 @@ fn a_passed_deadline_stops_the_walk_and_says_so() {
     let mut opts = options(8);
     opts.deadline = Instant::now();
     assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
-    assert_eq!(report.failures[0].op, FailedOp::Limit);
+    assert_eq!(report.failures[0].cause, Cause::Limit(Limit::Deadline));
     assert!(count_entries(&top) > 0);
 }
 
@@ -267,8 +267,7 @@ fn a_walk_that_removes_nothing_for_too_long_ends_with_no_progress() {
     opts.no_progress = Duration::ZERO;
     assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
     let last = report.failures.last().unwrap();
-    assert_eq!(last.op, FailedOp::NoProgress, "{report:?}");
-    assert_eq!(last.errno, 0);
+    assert_eq!(last.cause, Cause::Limit(Limit::NoProgress), "{report:?}");
     assert_eq!(report.stats.entries, 0);
 }
 
@@ -289,7 +288,10 @@ fn a_passed_deadline_stops_the_fan_out_too() {
     opts.deadline = Instant::now();
     assert!(!empty_tree_parallel(fd.as_fd(), &opts, &mut report));
     assert!(
-        report.failures.iter().all(|f| f.op == FailedOp::Limit),
+        report
+            .failures
+            .iter()
+            .all(|f| f.cause == Cause::Limit(Limit::Deadline)),
         "{report:?}"
     );
     assert!(!report.failures.is_empty());
@@ -319,7 +321,8 @@ fn a_deep_chain_is_moved_up_in_chunks_and_removed_with_its_depth_counted() {
     opts.max_depth = 300;
     assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
     assert_eq!(report.failures.len(), 1, "{report:?}");
-    assert_eq!(report.failures[0].op, FailedOp::Limit);
+    assert_eq!(report.failures[0].op, FailedOp::Open);
+    assert_eq!(report.failures[0].cause, Cause::Limit(Limit::Depth));
     // Levels 1..=300 are still there (a chunk holds the part below 16).
     assert_eq!(count_entries(&top), 1);
 }

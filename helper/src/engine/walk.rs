@@ -37,7 +37,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use vmrm_proto::FailedOp;
+use vmrm_proto::{Cause, FailedOp, Limit};
 
 use super::descend::{open_child, open_owned_child, pass_cap, reopen_parent, EnterError, Identity};
 use super::descend::{Opened, ReopenError};
@@ -250,21 +250,20 @@ impl Clock {
     /// Count one unit of work; every [`CLOCK_CHECK_EVERY`] units, check the
     /// deadline and whether anything was removed lately. Returns the failure
     /// that ends the walk, if any.
-    fn tick(&mut self, options: &WalkOptions, entries: u64) -> Option<(FailedOp, i32)> {
+    fn tick(&mut self, options: &WalkOptions, entries: u64) -> Option<Limit> {
         self.ticks = self.ticks.wrapping_add(1);
         if self.ticks % CLOCK_CHECK_EVERY != 0 {
             return None;
         }
         let now = Instant::now();
         if now >= options.deadline {
-            return Some((FailedOp::Limit, Errno::TIMEDOUT.raw_os_error()));
+            return Some(Limit::Deadline);
         }
         if entries != self.progress_entries {
             self.progress_entries = entries;
             self.progress_at = now;
         } else if now.duration_since(self.progress_at) >= options.no_progress {
-            // Not an errno: the helper's own limit, so 0.
-            return Some((FailedOp::NoProgress, 0));
+            return Some(Limit::NoProgress);
         }
         None
     }
@@ -378,7 +377,7 @@ impl Walk<'_> {
                 Some(Ok(entry)) => entry,
                 Some(Err(e)) => {
                     let path = rel(stack, depth, None);
-                    report.fail(FailedOp::ReadDir, e.raw_os_error(), || path);
+                    report.fail(FailedOp::ReadDir, Cause::Errno(e.raw_os_error()), || path);
                     failed = true;
                     break Chunk::End;
                 }
@@ -388,18 +387,19 @@ impl Walk<'_> {
                 cookie = entry.next_entry_cookie();
                 continue;
             }
-            if let Some((op, errno)) = clock.tick(options, report.stats.entries) {
+            if let Some(limit) = clock.tick(options, report.stats.entries) {
                 let path = rel(stack, depth, Some(name));
-                report.fail(op, errno, || path);
+                report.fail(FailedOp::ReadDir, Cause::Limit(limit), || path);
                 failed = true;
                 break Chunk::Abort;
             }
             // Entries keep coming after the cursor faster than they go: a
-            // tree that keeps growing. Stop listing it (no errno: the
-            // helper's own bound); what is left of it stays, and is why.
+            // tree that keeps growing. Stop listing it (the helper's own
+            // bound); what is left of it stays, and is why.
             if pass_left == 0 {
                 let path = rel(stack, depth, None);
-                report.fail(FailedOp::KeptGrowing, 0, || path);
+                let cause = Cause::Limit(Limit::KeptGrowing);
+                report.fail(FailedOp::ReadDir, cause, || path);
                 failed = true;
                 break Chunk::End;
             }
@@ -417,13 +417,13 @@ impl Walk<'_> {
                     Err(Errno::NOENT) => {}
                     Err(e) => {
                         // EBUSY: something is mounted on it; never crossed.
-                        let op = if e == Errno::BUSY {
-                            FailedOp::MountPoint
+                        let cause = if e == Errno::BUSY {
+                            Cause::Limit(Limit::MountPoint)
                         } else {
-                            FailedOp::Unlink
+                            Cause::Errno(e.raw_os_error())
                         };
                         let path = rel(stack, depth, Some(name));
-                        report.fail(op, e.raw_os_error(), || path);
+                        report.fail(FailedOp::Unlink, cause, || path);
                         failed = true;
                     }
                 }
@@ -457,9 +457,10 @@ impl Walk<'_> {
     /// it current. Returns `false` when the walk must stop.
     fn enter(&mut self, name: CString, try_rmdir: bool) -> bool {
         let depth = self.stack.len() - 1;
-        if let Some((op, errno)) = self.clock.tick(self.options, self.report.stats.entries) {
+        if let Some(limit) = self.clock.tick(self.options, self.report.stats.entries) {
             let path = rel(&self.stack, depth, Some(&name));
-            self.report.fail(op, errno, || path);
+            self.report
+                .fail(FailedOp::Open, Cause::Limit(limit), || path);
             self.stack[depth].failed = true;
             return false;
         }
@@ -488,7 +489,7 @@ impl Walk<'_> {
         let depth = self.stack.len() - 1;
         let level = self.stack[depth].level;
         if level >= self.options.max_depth {
-            self.fail_here(depth, Some(&name), FailedOp::Limit, Errno::NAMETOOLONG);
+            self.limit_here(depth, Some(&name), FailedOp::Open, Limit::Depth);
             return;
         }
         let parent = self.fd_of(depth);
@@ -552,9 +553,10 @@ impl Walk<'_> {
     /// the walk must stop.
     fn enter_chunk(&mut self, chunk: Moved) -> bool {
         let name = chunk_name(chunk.n);
-        if let Some((op, errno)) = self.clock.tick(self.options, self.report.stats.entries) {
+        if let Some(limit) = self.clock.tick(self.options, self.report.stats.entries) {
             let path = rel(&self.stack, 0, Some(&name));
-            self.report.fail(op, errno, || path);
+            self.report
+                .fail(FailedOp::Open, Cause::Limit(limit), || path);
             self.stack[0].failed = true;
             return false;
         }
@@ -574,10 +576,8 @@ impl Walk<'_> {
         match err {
             // Moved in from elsewhere (invariant 8): left as it is.
             EnterError::Foreign { owner } => {
-                let path = rel(&self.stack, depth, Some(&name));
-                self.report
-                    .fail(FailedOp::ForeignOwner { owner }, 0, || path);
-                self.stack[depth].failed = true;
+                let limit = Limit::ForeignOwner { owner };
+                self.limit_here(depth, Some(&name), FailedOp::Open, limit);
             }
             // Swapped for a symlink or file since it was listed: unlink the
             // link itself, never what it points to.
@@ -592,7 +592,7 @@ impl Walk<'_> {
             // A mount point (bind mounts of the same device too): leave it
             // and everything under it, and say so.
             EnterError::Io(Errno::XDEV) => {
-                self.fail_here(depth, Some(&name), FailedOp::MountPoint, Errno::XDEV)
+                self.limit_here(depth, Some(&name), FailedOp::Open, Limit::MountPoint)
             }
             EnterError::Io(e) => self.fail_here(depth, Some(&name), FailedOp::Open, e),
         }
@@ -634,9 +634,9 @@ impl Walk<'_> {
                 // now, or cannot even be opened (under Landlock, a subtree
                 // moved outside the prefixes gets EACCES here). Stop.
                 Err(err) => {
-                    let errno = match err {
-                        ReopenError::Moved => Errno::XDEV,
-                        ReopenError::Io(e) => e,
+                    let cause = match err {
+                        ReopenError::Moved => Cause::Limit(Limit::Moved),
+                        ReopenError::Io(e) => Cause::Errno(e.raw_os_error()),
                     };
                     self.stack.push(Frame {
                         fd: Slot::Open(child_fd),
@@ -644,8 +644,7 @@ impl Walk<'_> {
                     });
                     let depth = self.stack.len() - 1;
                     let path = rel(&self.stack, depth, None);
-                    self.report
-                        .fail(FailedOp::Moved, errno.raw_os_error(), || path);
+                    self.report.fail(FailedOp::Reopen, cause, || path);
                     return false;
                 }
             }
@@ -672,11 +671,11 @@ impl Walk<'_> {
                     Err(e) => self.not_entered(depth, child.name, e),
                 }
             }
-            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => self.fail_here(
+            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => self.limit_here(
                 depth,
                 Some(&child.name),
-                FailedOp::KeptGrowing,
-                Errno::NOTEMPTY,
+                FailedOp::Rmdir,
+                Limit::KeptGrowing,
             ),
             Err(e) => self.fail_here(depth, Some(&child.name), FailedOp::Rmdir, e),
         }
@@ -684,8 +683,16 @@ impl Walk<'_> {
     }
 
     fn fail_here(&mut self, depth: usize, name: Option<&CStr>, op: FailedOp, e: Errno) {
+        self.failed_here(depth, name, op, Cause::Errno(e.raw_os_error()));
+    }
+
+    fn limit_here(&mut self, depth: usize, name: Option<&CStr>, op: FailedOp, limit: Limit) {
+        self.failed_here(depth, name, op, Cause::Limit(limit));
+    }
+
+    fn failed_here(&mut self, depth: usize, name: Option<&CStr>, op: FailedOp, cause: Cause) {
         let path = rel(&self.stack, depth, name);
-        self.report.fail(op, e.raw_os_error(), || path);
+        self.report.fail(op, cause, || path);
         self.stack[depth].failed = true;
     }
 }

@@ -21,11 +21,11 @@ pub enum SandboxError {
     #[error("sandbox = \"required\" but {0}")]
     NotEnforced(String),
     #[error("cannot set up Landlock: {0}")]
-    Landlock(#[source] landlock::RulesetError),
+    Landlock(landlock::RulesetError),
     #[error("cannot build the seccomp filter: {0}")]
-    SeccompBuild(#[source] seccompiler::BackendError),
+    SeccompBuild(seccompiler::BackendError),
     #[error("cannot install the seccomp filter: {0}")]
-    SeccompApply(#[source] seccompiler::Error),
+    SeccompApply(seccompiler::Error),
 }
 
 /// What the kernel enforces, for the start-up log.

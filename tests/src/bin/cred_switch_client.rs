@@ -44,7 +44,10 @@ fn main() {
         .unwrap_or_else(|e| fail(&e.to_string()))
         .unwrap_or_else(|| fail("closed"));
     match decode::<ServerMessage>(&payload) {
-        Ok(ServerMessage::Response { outcome, .. }) => println!("{outcome:?}"),
+        Ok(ServerMessage::Response {
+            answer: vmrm_proto::Answer::Removal(outcome),
+            ..
+        }) => println!("{outcome:?}"),
         other => fail(&format!("{other:?}")),
     }
 }

@@ -35,7 +35,11 @@ fn main() -> ExitCode {
     };
     match vmrmd::testing::remove_in_sandbox(&prefix, mode, &target) {
         Ok(r) => {
-            let errnos: Vec<String> = r.errnos.iter().map(i32::to_string).collect();
+            let errnos: Vec<String> = r
+                .errnos
+                .iter()
+                .map(|e| e.map_or_else(|| "null".into(), |e| e.to_string()))
+                .collect();
             println!(
                 "{{\"sandbox\":{:?},\"entries\":{},\"failures\":{},\"errnos\":[{}],\"top_removed\":{}}}",
                 r.sandbox,
