@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use rustix::fs::{openat, Mode, OFlags, CWD};
 use vmrm_policy::{Config, ConfigFile, SandboxMode};
 
-use crate::engine::{self, Report, TopRemoval, WalkOptions};
+use crate::removal::engine::{self, Report, TopRemoval, WalkOptions};
 use crate::sandbox::{self, Reach};
-use crate::user_database::SystemIds;
+use crate::startup::user_database::SystemIds;
 
 /// What [`remove_in_sandbox`] did.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! request is read: even a bug in vmrmd's own checks cannot then reach
 //! outside the allowed prefixes (Landlock) or make syscalls it has no use
 //! for (seccomp). `no_new_privs` and the capability bounding set are set
-//! earlier by [`crate::privileges`].
+//! earlier by [`crate::startup::privileges`].
 //!
 //! Both layers apply to the calling thread and the threads it creates later,
 //! so this must run while vmrmd is still single-threaded.

@@ -18,11 +18,12 @@ use vmrm_proto::{
     Request, RequestId, ServerMessage, PROTOCOL_VERSION,
 };
 
-use crate::accounting::Account;
-use crate::admission::Ticket;
 use crate::removal;
-use crate::service::{Policy, Service};
-use crate::{audit, sys};
+use crate::serving::accounting::Account;
+use crate::serving::admission::Ticket;
+use crate::serving::audit;
+use crate::serving::service::{Policy, Service};
+use crate::sys;
 
 /// `PATH_MAX`: a longer path cannot name anything.
 const PATH_MAX: usize = 4096;

@@ -11,8 +11,8 @@ use rustix::fs::{statat, unlinkat, AtFlags, FileType};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use vmrm_policy::{Config, Gid};
 
+use crate::startup::trusted::{self, Owners, TrustError, TrustedDir};
 use crate::sys;
-use crate::trusted::{self, Owners, TrustError, TrustedDir};
 
 /// The socket vmrmd serves on.
 pub struct Listener {

@@ -10,9 +10,9 @@ use tokio::net::UnixListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use vmrm_proto::{encode, ProtocolErrorKind, ServerMessage};
 
-use crate::admission::Refusal;
-use crate::connection;
-use crate::service::Service;
+use crate::serving::admission::Refusal;
+use crate::serving::connection;
+use crate::serving::service::Service;
 
 /// How long shutdown waits for removals in flight to finish.
 const DRAIN: Duration = Duration::from_secs(30);

@@ -24,10 +24,10 @@ use rustix::fs::{flock, fstat, openat, Dir, FlockOperation, Mode, OFlags};
 use vmrm_policy::{authorize_sweep, check_name, Config, Gid, Uid};
 use vmrm_proto::Outcome;
 
-use crate::audit::{self, Actor};
-use crate::engine::{self, Owners};
+use crate::removal::engine::{self, Owners};
 use crate::removal::remove_opened;
-use crate::service::{Policy, Service};
+use crate::serving::audit::{self, Actor};
+use crate::serving::service::{Policy, Service};
 
 /// How often to look again at a config whose sweeper is off (a reload may
 /// turn it on).

@@ -1,5 +1,5 @@
 //! Admission of connections: a global cap, and a cap per account (a peer
-//! uid with its subordinate uids, see [`crate::accounting`]) so that one
+//! uid with its subordinate uids, see [`crate::serving::accounting`]) so that one
 //! tenant holding idle connections cannot lock the others out.
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::accounting::Account;
+use crate::serving::accounting::Account;
 
 /// Hands out [`Ticket`]s within both caps.
 pub struct Admission {

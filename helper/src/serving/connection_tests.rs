@@ -22,7 +22,7 @@ use vmrm_proto::{
 
 use super::serve;
 use crate::removal::PrefixDirs;
-use crate::service::{Policy, Service};
+use crate::serving::service::{Policy, Service};
 
 /// Bounds every wait on the handler, so a hang fails instead of blocking.
 const WAIT: Duration = Duration::from_secs(10);

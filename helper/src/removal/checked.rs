@@ -11,7 +11,7 @@ use rustix::io::Errno;
 use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials};
 use vmrm_proto::{Cause, DenyReason, FailedOp, Limit, Outcome};
 
-use crate::engine::{self, OpenTopError, Owners, Report, TopDir, TopRemoval, WalkOptions};
+use crate::removal::engine::{self, OpenTopError, Owners, Report, TopDir, TopRemoval, WalkOptions};
 
 /// Directory fds of the configured prefixes, opened once at start (and on
 /// reload), in the order of [`Config::prefixes`].

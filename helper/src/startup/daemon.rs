@@ -7,14 +7,15 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use vmrm_policy::{Config, ConfigError, ConfigFile, PrefixError, DEFAULT_CONFIG_PATH};
 
-use crate::cli::{Cli, Command};
-use crate::listener::{ListenError, Listener};
-use crate::privileges::{self, PrivilegeError};
 use crate::removal::{PrefixDirs, PrefixOpenError};
-use crate::service::{Policy, Service};
-use crate::trusted::{self, Owners, TrustError};
-use crate::user_database::SystemIds;
-use crate::{sandbox, server};
+use crate::sandbox;
+use crate::serving::server;
+use crate::serving::service::{Policy, Service};
+use crate::startup::cli::{Cli, Command};
+use crate::startup::listener::{ListenError, Listener};
+use crate::startup::privileges::{self, PrivilegeError};
+use crate::startup::trusted::{self, Owners, TrustError};
+use crate::startup::user_database::SystemIds;
 
 /// Why vmrmd did not start.
 #[derive(Debug, thiserror::Error)]
@@ -183,15 +184,15 @@ async fn serve(
             }
         })
     };
-    let sweeper = tokio::spawn(crate::sweeper::run(Arc::clone(&service)));
-    crate::notify::ready();
-    let watchdog = crate::notify::spawn_watchdog();
+    let sweeper = tokio::spawn(crate::removal::sweeper::run(Arc::clone(&service)));
+    crate::startup::notify::ready();
+    let watchdog = crate::startup::notify::spawn_watchdog();
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
-        crate::notify::stopping();
+        crate::startup::notify::stopping();
     };
     server::serve(service, listener, shutdown).await;
     reloader.abort();
@@ -208,7 +209,7 @@ async fn serve(
 /// timeouts) keep the values vmrmd `started` with; the log names each one
 /// that now differs.
 fn reload(service: &Service, source: &ConfigSource, started: &Config) {
-    crate::notify::reloading();
+    crate::startup::notify::reloading();
     let result = source
         .load()
         .map_err(|e| explain_reload_error(&e))
@@ -251,7 +252,7 @@ fn reload(service: &Service, source: &ConfigSource, started: &Config) {
         }
         Err(e) => tracing::error!(error = %e, "reload failed; KEEPING THE PREVIOUS CONFIGURATION"),
     }
-    crate::notify::ready();
+    crate::startup::notify::ready();
 }
 
 /// A reload failure, with a hint when the cause is the self-sandbox: an

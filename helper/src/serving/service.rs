@@ -4,14 +4,14 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::accounting::{Account, SubordinateIds};
-use crate::admission::Admission;
-use crate::fair_queue::FairQueue;
-use crate::user_database::SystemIds;
+use crate::serving::accounting::{Account, SubordinateIds};
+use crate::serving::admission::Admission;
+use crate::serving::fair_queue::FairQueue;
+use crate::startup::user_database::SystemIds;
 use vmrm_policy::{Config, Limits, Uid};
 
 use crate::removal::PrefixDirs;
-use crate::stats::Stats;
+use crate::serving::stats::Stats;
 
 /// A config together with the prefix fds opened for it. Requests take an
 /// `Arc` of it, so a reload never changes the rules under a running request.

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use tokio::sync::{oneshot, Notify};
 
-use crate::accounting::Account;
+use crate::serving::accounting::Account;
 
 /// The pure scheduler: who runs next. No clock, no I/O, no locking, so its
 /// fairness is unit-tested directly.
