@@ -323,7 +323,7 @@ pub fn fairness(
     });
     drop(held);
 
-    let _ = writeln!(md, "## 5. Fairness between tenants\n");
+    let _ = writeln!(md, "## 6. Fairness between tenants\n");
     let _ = writeln!(
         md,
         "Tenant B removes a workdir of 10 empty files, a fresh connection each time, while tenant A \

@@ -83,7 +83,7 @@ pub fn section(
     md: &mut String,
     targets: &mut Vec<String>,
 ) -> Result<(), String> {
-    let _ = writeln!(md, "## 5. A typical workdir, from Python\n");
+    let _ = writeln!(md, "## 7. A typical workdir, from Python\n");
     let mut py = match PyWorker::start(env, &daemon.socket) {
         Ok(w) => w,
         Err(e) => {
