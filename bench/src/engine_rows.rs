@@ -94,7 +94,10 @@ pub fn engine(
     let counting = Daemon::start(env, "vmrmd-count", &["--count-bytes", "true"])?;
     let reps = plan.reps.max(3);
     let prefix = &env.tmpfs;
-    let _ = writeln!(md, "## 5. Engine rows: deep chains, byte counting, cores, CLI start-up\n");
+    let _ = writeln!(
+        md,
+        "## 5. Engine rows: deep chains, byte counting, cores, CLI start-up\n"
+    );
     let _ = writeln!(
         md,
         "tmpfs; vmrmd as deployed (sandboxed, default limits); GNU `rm -rf` on the same tree shape \
