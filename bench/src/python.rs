@@ -2,77 +2,31 @@
 //! with the `vmrm` package (`python/bench/bench_removal.py`) beside the
 //! Rust library and `sudo rm -rf`, interleaved in the same run.
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use crate::setup::{sibling, Daemon, Env, Worker, QEMU_UID};
+use crate::setup::{Daemon, Env, Worker, QEMU_UID};
 use crate::summary::{median, median_ratio, quantile, show};
 use crate::trees;
 
-/// The Python worker: `bench_removal.py worker` as the service user.
-struct PyWorker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl PyWorker {
-    /// `$VMRM_BENCH_PYTHON` (default `python3`) with `$VMRM_BENCH_PYTHONPATH`
-    /// prepended to its path, so a package installed for the run is found.
-    fn start(env: &Env, socket: &Path) -> Result<PyWorker, String> {
-        let python = std::env::var("VMRM_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-        let script = std::fs::canonicalize("python/bench/bench_removal.py")
-            .map_err(|e| format!("python/bench/bench_removal.py (run from the repo root): {e}"))?;
-        let mut cmd = Command::new("setpriv");
-        cmd.args([
-            &format!("--reuid={}", env.uid),
-            &format!("--regid={}", env.uid),
-            "--clear-groups",
-            "--",
-        ])
-        .arg(&python)
-        .arg(&script)
-        .arg("worker")
-        .arg(socket)
-        .arg(sibling("vmrm"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-        if let Ok(path) = std::env::var("VMRM_BENCH_PYTHONPATH") {
-            cmd.env("PYTHONPATH", path);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("start python worker: {e}"))?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        Ok(PyWorker {
-            child,
-            stdin,
-            stdout,
-        })
-    }
-
-    fn time(&mut self, command: &str) -> Result<Duration, String> {
-        writeln!(self.stdin, "{command}").map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        line.trim()
-            .parse::<u64>()
-            .map(Duration::from_nanos)
-            .map_err(|_| format!("python worker: {}", line.trim()))
-    }
-}
-
-impl Drop for PyWorker {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        let _ = self.child.wait();
-    }
+/// The Python worker: `bench_removal.py worker` as the service user, with
+/// `$VMRM_BENCH_PYTHON` (default `python3`) and `$VMRM_BENCH_PYTHONPATH` as
+/// its path, so a package installed for the run is found.
+fn start_python(env: &Env, socket: &Path) -> Result<Worker, String> {
+    let python = std::env::var_os("VMRM_BENCH_PYTHON").unwrap_or_else(|| "python3".into());
+    let script = std::fs::canonicalize("python/bench/bench_removal.py")
+        .map_err(|e| format!("python/bench/bench_removal.py (run from the repo root): {e}"))?;
+    let path = std::env::var_os("VMRM_BENCH_PYTHONPATH");
+    let vars: Vec<(&str, &OsStr)> = path.iter().map(|p| ("PYTHONPATH", p.as_os_str())).collect();
+    Worker::spawn(
+        "python worker",
+        env,
+        &[&python, script.as_os_str()],
+        &vars,
+        socket,
+    )
 }
 
 pub fn section(
@@ -84,7 +38,7 @@ pub fn section(
     targets: &mut Vec<String>,
 ) -> Result<(), String> {
     let _ = writeln!(md, "## 7. A typical workdir, from Python\n");
-    let mut py = match PyWorker::start(env, &daemon.socket) {
+    let mut py = match start_python(env, &daemon.socket) {
         Ok(w) => w,
         Err(e) => {
             let _ = writeln!(md, "Skipped: {e}\n");

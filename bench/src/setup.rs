@@ -2,6 +2,7 @@
 //! for `sudo` (sudo needs a passwd entry), its NOPASSWD rule, a tmpfs, the
 //! directories, and vmrmd processes.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -193,16 +194,34 @@ pub fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// The worker process, running as the service user.
+/// A worker process, running as the service user: it reads one command a
+/// line (`lib PATH`, `quit`, ...) and answers with the nanoseconds it took.
+/// The Rust library and the Python package each have one; only how it is
+/// spawned differs.
 pub struct Worker {
+    name: &'static str,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
 
 impl Worker {
+    /// This binary's own `worker` subcommand (the Rust library).
     pub fn start(env: &Env, socket: &Path) -> Result<Worker, String> {
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        Worker::spawn("worker", env, &[me.as_os_str()], &[], socket)
+    }
+
+    /// `program` (the executable and its leading arguments) with `vars` set,
+    /// as the service user, given `worker SOCKET VMRM`; `name` labels its
+    /// errors.
+    pub fn spawn(
+        name: &'static str,
+        env: &Env,
+        program: &[&OsStr],
+        vars: &[(&str, &OsStr)],
+        socket: &Path,
+    ) -> Result<Worker, String> {
         let mut child = Command::new("setpriv")
             .args([
                 &format!("--reuid={}", env.uid),
@@ -210,17 +229,19 @@ impl Worker {
                 "--clear-groups",
                 "--",
             ])
-            .arg(me)
+            .args(program)
             .arg("worker")
             .arg(socket)
             .arg(sibling("vmrm"))
+            .envs(vars.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("start worker: {e}"))?;
+            .map_err(|e| format!("start {name}: {e}"))?;
         let stdin = child.stdin.take().ok_or("no stdin")?;
         let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         Ok(Worker {
+            name,
             child,
             stdin,
             stdout,
@@ -237,7 +258,7 @@ impl Worker {
         line.trim()
             .parse::<u64>()
             .map(Duration::from_nanos)
-            .map_err(|_| format!("worker: {}", line.trim()))
+            .map_err(|_| format!("{}: {}", self.name, line.trim()))
     }
 }
 
