@@ -524,35 +524,46 @@ impl Kind for Group {
     }
 }
 
-/// Groups that must exist (printed back as numbers).
-pub struct Groups;
+/// A list of user or group ids, each entry checked by `C` (printed back as
+/// numbers). The lists differ only in what an entry must be.
+pub struct IdList<C>(PhantomData<C>);
 
-impl Kind for Groups {
+/// What one entry of an [`IdList`] must be.
+pub trait IdCheck: 'static {
+    /// The id an entry names.
+    type Id: Copy + fmt::Debug + PartialEq;
+    /// The id `spec` names, or the problem to note.
+    fn check(spec: IdSpec, ids: &dyn IdResolver) -> Result<Self::Id, ConfigError>;
+    /// The number the file spells `id` with.
+    fn number(id: Self::Id) -> u32;
+}
+
+impl<C: IdCheck> Kind for IdList<C> {
     type Raw = Vec<IdSpec>;
     type Flag = IdSpec;
-    type Value = Vec<Gid>;
-    type Out<'a> = &'a [Gid];
+    type Value = Vec<C::Id>;
+    type Out<'a> = &'a [C::Id];
     const REPEATABLE: bool = true;
     fn resolve(
         _: &'static str,
         given: Option<Vec<IdSpec>>,
         default: Option<Vec<IdSpec>>,
         cx: &mut Resolving,
-    ) -> Vec<Gid> {
-        let mut gids = Vec::new();
+    ) -> Vec<C::Id> {
+        let mut checked = Vec::new();
         for spec in given.or(default).unwrap_or_default() {
-            match cx.ids.group(&spec) {
-                Some(gid) => gids.push(gid),
-                None => cx.errors.push(ConfigError::UnknownGroup(spec)),
+            match C::check(spec, cx.ids) {
+                Ok(id) => checked.push(id),
+                Err(e) => cx.errors.push(e),
             }
         }
-        gids
+        checked
     }
-    fn get(value: &Vec<Gid>) -> &[Gid] {
+    fn get(value: &Vec<C::Id>) -> &[C::Id] {
         value
     }
-    fn raw(value: &Vec<Gid>) -> Option<Vec<IdSpec>> {
-        Some(value.iter().map(|g| IdSpec::Id(g.0)).collect())
+    fn raw(value: &Vec<C::Id>) -> Option<Vec<IdSpec>> {
+        Some(value.iter().map(|&id| IdSpec::Id(C::number(id))).collect())
     }
     fn parse(flag: &str) -> Result<IdSpec, String> {
         from_str(flag)
@@ -562,84 +573,62 @@ impl Kind for Groups {
     }
 }
 
-/// Users that must exist (printed back as numbers).
-pub struct Users;
+/// Groups that must exist.
+pub type Groups = IdList<AnyGroup>;
 
-impl Kind for Users {
-    type Raw = Vec<IdSpec>;
-    type Flag = IdSpec;
-    type Value = Vec<Uid>;
-    type Out<'a> = &'a [Uid];
-    const REPEATABLE: bool = true;
-    fn resolve(
-        _: &'static str,
-        given: Option<Vec<IdSpec>>,
-        default: Option<Vec<IdSpec>>,
-        cx: &mut Resolving,
-    ) -> Vec<Uid> {
-        let mut uids = Vec::new();
-        for spec in given.or(default).unwrap_or_default() {
-            match cx.ids.user(&spec) {
-                Some((uid, _)) => uids.push(uid),
-                None => cx.errors.push(ConfigError::UnknownUser(spec)),
-            }
-        }
-        uids
+/// An [`IdList`] entry: any group that exists.
+pub struct AnyGroup;
+
+impl IdCheck for AnyGroup {
+    type Id = Gid;
+    fn check(spec: IdSpec, ids: &dyn IdResolver) -> Result<Gid, ConfigError> {
+        ids.group(&spec).ok_or(ConfigError::UnknownGroup(spec))
     }
-    fn get(value: &Vec<Uid>) -> &[Uid] {
-        value
-    }
-    fn raw(value: &Vec<Uid>) -> Option<Vec<IdSpec>> {
-        Some(value.iter().map(|u| IdSpec::Id(u.0)).collect())
-    }
-    fn parse(flag: &str) -> Result<IdSpec, String> {
-        from_str(flag)
-    }
-    fn from_flags(values: Vec<IdSpec>) -> Option<Vec<IdSpec>> {
-        Some(values)
+    fn number(id: Gid) -> u32 {
+        id.0
     }
 }
 
-/// Users that run tenants' VMs: they must exist, and be neither root nor
-/// the overflow uid (root owns the system; 65534 stands for any unmapped
-/// id, so naming it would let a removal enter anything unmapped).
-pub struct Runners;
+/// Users that must exist.
+pub type Users = IdList<AnyUser>;
 
-impl Kind for Runners {
-    type Raw = Vec<IdSpec>;
-    type Flag = IdSpec;
-    type Value = Vec<Uid>;
-    type Out<'a> = &'a [Uid];
-    const REPEATABLE: bool = true;
-    fn resolve(
-        _: &'static str,
-        given: Option<Vec<IdSpec>>,
-        default: Option<Vec<IdSpec>>,
-        cx: &mut Resolving,
-    ) -> Vec<Uid> {
-        let mut uids = Vec::new();
-        for spec in given.or(default).unwrap_or_default() {
-            match cx.ids.user(&spec) {
-                None => cx.errors.push(ConfigError::UnknownRunner(spec)),
-                Some((uid, _)) if uid == Uid(0) || uid == crate::OVERFLOW_UID => {
-                    cx.errors.push(ConfigError::BadRunner(spec, uid));
-                }
-                Some((uid, _)) => uids.push(uid),
-            }
+/// An [`IdList`] entry: any user that exists.
+pub struct AnyUser;
+
+impl IdCheck for AnyUser {
+    type Id = Uid;
+    fn check(spec: IdSpec, ids: &dyn IdResolver) -> Result<Uid, ConfigError> {
+        match ids.user(&spec) {
+            Some((uid, _)) => Ok(uid),
+            None => Err(ConfigError::UnknownUser(spec)),
         }
-        uids
     }
-    fn get(value: &Vec<Uid>) -> &[Uid] {
-        value
+    fn number(id: Uid) -> u32 {
+        id.0
     }
-    fn raw(value: &Vec<Uid>) -> Option<Vec<IdSpec>> {
-        Some(value.iter().map(|u| IdSpec::Id(u.0)).collect())
+}
+
+/// Users that run tenants' VMs.
+pub type Runners = IdList<Runner>;
+
+/// An [`IdList`] entry of [`Runners`]: a user that exists, and is neither
+/// root nor the overflow uid (root owns the system; 65534 stands for any
+/// unmapped id, so naming it would let a removal enter anything unmapped).
+pub struct Runner;
+
+impl IdCheck for Runner {
+    type Id = Uid;
+    fn check(spec: IdSpec, ids: &dyn IdResolver) -> Result<Uid, ConfigError> {
+        match ids.user(&spec) {
+            None => Err(ConfigError::UnknownRunner(spec)),
+            Some((uid, _)) if uid == Uid(0) || uid == crate::OVERFLOW_UID => {
+                Err(ConfigError::BadRunner(spec, uid))
+            }
+            Some((uid, _)) => Ok(uid),
+        }
     }
-    fn parse(flag: &str) -> Result<IdSpec, String> {
-        from_str(flag)
-    }
-    fn from_flags(values: Vec<IdSpec>) -> Option<Vec<IdSpec>> {
-        Some(values)
+    fn number(id: Uid) -> u32 {
+        id.0
     }
 }
 
