@@ -136,6 +136,46 @@ struct Row {
     note: String,
 }
 
+/// The row of B's `dirs` removed back to back (2 ms apart), with `note`
+/// on A's side.
+fn back_to_back(socket: &Path, b: u32, dirs: Vec<PathBuf>, what: &str, note: String) -> Row {
+    let no_stop = Arc::new(AtomicBool::new(false));
+    let (times, failed) = b_samples(socket, b, dirs, Duration::from_millis(2), no_stop);
+    Row {
+        load: what.into(),
+        times,
+        failed,
+        note,
+    }
+}
+
+/// The row of A's `load` threads (each returns how many removals it asked)
+/// running for `window` once `settle` has let them get going, with B's
+/// `dirs` spread over the window; `stop` ends the load.
+fn under_load(
+    socket: &Path,
+    b: u32,
+    dirs: Vec<PathBuf>,
+    (settle, window): (Duration, Duration),
+    stop: Arc<AtomicBool>,
+    load: Vec<JoinHandle<usize>>,
+    what: &str,
+) -> Row {
+    thread::sleep(settle);
+    let timer = stop_after(window, Arc::clone(&stop));
+    let gap = window / dirs.len().max(1) as u32;
+    let (times, failed) = b_samples(socket, b, dirs, gap, Arc::clone(&stop));
+    let _ = timer.join();
+    stop.store(true, Ordering::Relaxed);
+    let asked: usize = load.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    Row {
+        load: what.into(),
+        times,
+        failed,
+        note: format!("A: {asked} removals asked"),
+    }
+}
+
 pub fn fairness(
     plan: &Plan,
     env: &Env,
@@ -159,19 +199,13 @@ pub fn fairness(
 
     // Reference: B alone.
     eprintln!("  fairness: B alone");
-    let (times, failed) = b_samples(
+    rows.push(back_to_back(
         &socket,
         b,
         b_dirs(samples),
-        Duration::from_millis(2),
-        Arc::new(AtomicBool::new(false)),
-    );
-    rows.push(Row {
-        load: "none (B alone)".into(),
-        times,
-        failed,
-        note: String::new(),
-    });
+        "none (B alone)",
+        String::new(),
+    ));
 
     // 1. 32 huge removals at once.
     let files = if quick { 20_000 } else { 50_000 };
@@ -245,19 +279,15 @@ pub fn fairness(
             asked
         }));
     }
-    thread::sleep(Duration::from_millis(300));
-    let timer = stop_after(window, Arc::clone(&stop));
-    let gap = window / samples as u32;
-    let (times, failed) = b_samples(&socket, b, b_dirs(samples), gap, Arc::clone(&stop));
-    let _ = timer.join();
-    stop.store(true, Ordering::Relaxed);
-    let asked: usize = load.into_iter().map(|t| t.join().unwrap_or(0)).sum();
-    rows.push(Row {
-        load: "4 workdirs refilling, removed over and over".into(),
-        times,
-        failed,
-        note: format!("A: {asked} removals asked"),
-    });
+    rows.push(under_load(
+        &socket,
+        b,
+        b_dirs(samples),
+        (Duration::from_millis(300), window),
+        stop,
+        load,
+        "4 workdirs refilling, removed over and over",
+    ));
 
     // 3. Ten chains of 8,200 levels, resubmitted.
     let window = Duration::from_secs(if quick { 10 } else { 20 });
@@ -280,19 +310,15 @@ pub fn fairness(
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(500));
-    let timer = stop_after(window, Arc::clone(&stop));
-    let gap = window / samples as u32;
-    let (times, failed) = b_samples(&socket, b, b_dirs(samples), gap, Arc::clone(&stop));
-    let _ = timer.join();
-    stop.store(true, Ordering::Relaxed);
-    let asked: usize = load.into_iter().map(|t| t.join().unwrap_or(0)).sum();
-    rows.push(Row {
-        load: "10 chains of 8,200 levels, resubmitted".into(),
-        times,
-        failed,
-        note: format!("A: {asked} removals asked"),
-    });
+    rows.push(under_load(
+        &socket,
+        b,
+        b_dirs(samples),
+        (Duration::from_millis(500), window),
+        stop,
+        load,
+        "10 chains of 8,200 levels, resubmitted",
+    ));
 
     // 4. Eight of A's subordinate uids holding 32 connections each.
     eprintln!("  fairness: 8 subuids x 32 connections");
@@ -308,19 +334,13 @@ pub fn fairness(
         .flat_map(|t| t.join().unwrap_or_default())
         .collect();
     thread::sleep(Duration::from_millis(300));
-    let (times, failed) = b_samples(
+    rows.push(back_to_back(
         &socket,
         b,
         b_dirs(samples),
-        Duration::from_millis(2),
-        Arc::new(AtomicBool::new(false)),
-    );
-    rows.push(Row {
-        load: "8 subordinate uids x 32 idle connections".into(),
-        times,
-        failed,
-        note: format!("{} connected; all but A's 32 told busy", held.len()),
-    });
+        "8 subordinate uids x 32 idle connections",
+        format!("{} connected; all but A's 32 told busy", held.len()),
+    ));
     drop(held);
 
     let _ = writeln!(md, "## 6. Fairness between tenants\n");

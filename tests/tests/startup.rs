@@ -290,6 +290,31 @@ fn write_config(path: &Path, text: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
 }
 
+/// A vmrmd reading the config file `vmrmd.toml` (root's, 0644, empty) in
+/// `f`'s directory, for a test that rewrites and reloads it.
+fn daemon_with_config(f: &Fixture) -> (Daemon, PathBuf) {
+    let config = f.base().join("vmrmd.toml");
+    write_config(&config, "");
+    let d = Daemon::start(
+        f,
+        DaemonOptions {
+            config: Some(config.clone()),
+            ..DaemonOptions::default()
+        },
+    );
+    (d, config)
+}
+
+/// SIGHUP `d`, then wait (10 s at most) until its log says `line`.
+fn reload_until(d: &Daemon, line: &str) {
+    d.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains(line) {
+        assert!(Instant::now() < deadline, "no {line:?}:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 #[ignore = "needs root"]
 fn tenant_owned_or_writable_config_is_refused_at_start() {
@@ -344,24 +369,11 @@ fn config_symlinked_to_a_secret_is_refused_and_never_echoed() {
 fn tenant_writable_config_on_reload_is_refused_and_the_old_policy_kept() {
     require_root();
     let f = Fixture::new();
-    let config = f.base().join("vmrmd.toml");
-    write_config(&config, "");
-    let d = Daemon::start(
-        &f,
-        DaemonOptions {
-            config: Some(config.clone()),
-            ..DaemonOptions::default()
-        },
-    );
+    let (d, config) = daemon_with_config(&f);
     // The tenant takes the file over and narrows the names to its liking.
     write_config(&config, "name_prefix = \"zz-\"\n");
     std::os::unix::fs::chown(&config, Some(ids::TENANT_A), None).unwrap();
-    d.signal(Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.log().contains("KEEPING THE PREVIOUS CONFIGURATION") {
-        assert!(Instant::now() < deadline, "no refusal:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    reload_until(&d, "KEEPING THE PREVIOUS CONFIGURATION");
     assert!(d.log().contains("owned by uid 61001"), "{}", d.log());
     // The old policy (vm- names) still serves.
     let wd = tree::vm_workdir(&f.plain, ids::TENANT_A);
@@ -376,26 +388,13 @@ fn tenant_writable_config_on_reload_is_refused_and_the_old_policy_kept() {
 fn a_reload_blocked_by_the_sandbox_says_so_and_what_to_do() {
     require_root();
     let f = Fixture::new();
-    let config = f.base().join("vmrmd.toml");
-    write_config(&config, "");
-    let d = Daemon::start(
-        &f,
-        DaemonOptions {
-            config: Some(config.clone()),
-            ..DaemonOptions::default()
-        },
-    );
+    let (d, config) = daemon_with_config(&f);
     // An editor's save: a new inode renamed over the old, outside the one
     // file Landlock lets vmrmd read.
     let new = f.base().join("vmrmd.toml.new");
     write_config(&new, "name_prefix = \"vm-\"\n");
     fs::rename(&new, &config).unwrap();
-    d.signal(Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.log().contains("KEEPING THE PREVIOUS CONFIGURATION") {
-        assert!(Instant::now() < deadline, "no refusal:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    reload_until(&d, "KEEPING THE PREVIOUS CONFIGURATION");
     let log = d.log();
     assert!(log.contains("self-sandbox"), "{log}");
     assert!(log.contains("restart vmrmd"), "{log}");
@@ -539,27 +538,14 @@ fn check_config_prints_toml_and_every_error() {
 fn a_reload_names_each_start_only_setting_it_cannot_change() {
     require_root();
     let f = Fixture::new();
-    let config = f.base().join("vmrmd.toml");
-    write_config(&config, "");
-    let d = Daemon::start(
-        &f,
-        DaemonOptions {
-            config: Some(config.clone()),
-            ..DaemonOptions::default()
-        },
-    );
+    let (d, config) = daemon_with_config(&f);
     // Written in place: the sandbox lets vmrmd read this one file.
     fs::write(
         &config,
         "[limits]\nmax_removals_per_uid = 1\nremoval_deadline_secs = 99\nmax_rounds = 3\n",
     )
     .unwrap();
-    d.signal(Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.log().contains("configuration reloaded") {
-        assert!(Instant::now() < deadline, "no reload:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    reload_until(&d, "configuration reloaded");
     let log = d.log();
     let warning = log
         .lines()
