@@ -11,6 +11,7 @@ pub mod attack;
 pub mod binaries;
 pub mod daemon;
 pub mod fixture;
+pub mod tenant;
 pub mod tree;
 
 pub use daemon::{Daemon, DaemonOptions};

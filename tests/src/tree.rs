@@ -4,7 +4,7 @@
 //! directories, unique names) come from `vmrm-testkit`.
 
 use std::fs;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{lchown, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -87,6 +87,14 @@ pub fn empty_subdirs(top: &Path, n: usize, owner: u32) {
 /// `owner` (a long `stem` makes long names).
 pub fn named_subdirs(top: &Path, n: usize, stem: &str, owner: u32) {
     vmrm_testkit::subdirs(top, n, stem, Some(owner));
+}
+
+/// A workdir of `owner` in `prefix` holding `files` empty files, made
+/// through the directory's fd (no path walk per file).
+pub fn wide_workdir(prefix: &Path, owner: u32, files: usize) -> PathBuf {
+    let dir = empty_workdir(prefix, owner);
+    vmrm_testkit::files(open_dir(&dir).as_fd(), files, "f");
+    dir
 }
 
 /// Number of entries directly in `dir`, or `None` if it is gone.

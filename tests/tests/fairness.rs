@@ -4,65 +4,37 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use rustix::net::{recv, RecvFlags};
-use rustix::process::Uid;
 use vmrm_proto::{
     decode, encode, read_frame, ClientMessage, Outcome, ProtocolErrorKind, ServerMessage,
     PROTOCOL_VERSION,
 };
+use vmrm_tests::tenant::{
+    as_uid, audit_count, b_is_served, patient_client, wait_started, Refill, SERVED_WITHIN,
+};
 use vmrm_tests::{ids, require_root, tree, Daemon, DaemonOptions, Fixture};
 
-/// Generous: B's 10-file removal takes milliseconds when served fairly.
-const SERVED_WITHIN: Duration = Duration::from_secs(10);
+/// Removals one tenant runs at once: the default `max_removals_per_uid`,
+/// half of `max_concurrent_removals` (4).
+const A_SLOTS: usize = 2;
 
-/// Run `work` on a new thread whose (and only whose) uids are `uid`: its
-/// connections carry that uid in SO_PEERCRED, as a tenant process's would.
-fn as_uid<R: Send + 'static>(uid: u32, work: impl FnOnce() -> R + Send + 'static) -> JoinHandle<R> {
-    thread::spawn(move || {
-        // rustix's per-thread setresuid, not glibc's process-wide one: the
-        // rest of the test process stays root.
-        let u = Uid::from_raw(uid);
-        rustix::thread::set_thread_res_uid(u, u, u).unwrap();
-        work()
-    })
-}
-
-/// B removes a workdir of 10 files in `prefix`; returns how long it took.
-fn b_is_served(prefix: &Path, d: &Daemon) -> Duration {
-    let dir = wide_workdir(prefix, ids::TENANT_B, 10);
-    let socket = d.socket.clone();
-    let started = Instant::now();
-    let outcome = as_uid(ids::TENANT_B, move || {
-        let mut options = vmrm::ClientOptions::with_socket(&socket);
-        options.response_timeout = Duration::from_secs(660);
-        vmrm::Client::with_options(options).remove(&dir)
-    })
-    .join()
-    .unwrap();
-    let took = started.elapsed();
-    assert!(
-        matches!(outcome, Ok(Outcome::Removed(_))),
-        "B: {outcome:?}\n{}",
-        d.log()
-    );
-    took
-}
-
-/// A workdir of `owner` holding `files` empty files.
-fn wide_workdir(prefix: &Path, owner: u32, files: usize) -> PathBuf {
-    let dir = tree::empty_workdir(prefix, owner);
-    // Through the directory's fd: no path walk per file.
-    vmrm_testkit::files(tree::open_dir(&dir).as_fd(), files, "f");
-    dir
+/// Give every thread of process `pid` the nice value `nice` (threads it
+/// starts later inherit it from theirs).
+fn renice(pid: u32, nice: i32) {
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let tid: i32 = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        let tid = rustix::process::Pid::from_raw(tid);
+        rustix::process::setpriority_process(tid, nice).unwrap();
+    }
 }
 
 /// Connections vmrmd accepted so far, asked over `probe`'s one connection
@@ -111,7 +83,7 @@ fn tenant_b_is_served_while_a_runs_32_huge_removals() {
         },
     );
     let dirs: Vec<PathBuf> = (0..32)
-        .map(|_| wide_workdir(&prefix, ids::TENANT_A, 20_000))
+        .map(|_| tree::wide_workdir(&prefix, ids::TENANT_A, 20_000))
         .collect();
     let done = Arc::new(AtomicUsize::new(0));
     let mut probe = d.client();
@@ -121,18 +93,18 @@ fn tenant_b_is_served_while_a_runs_32_huge_removals() {
         .map(|dir| {
             let (dir, socket, done) = (dir.clone(), d.socket.clone(), Arc::clone(&done));
             as_uid(ids::TENANT_A, move || {
-                let mut options = vmrm::ClientOptions::with_socket(&socket);
-                options.response_timeout = Duration::from_secs(660);
-                let outcome = vmrm::Client::with_options(options).remove(&dir);
+                let outcome = patient_client(&socket).remove(&dir);
                 done.fetch_add(1, Ordering::SeqCst);
                 outcome
             })
         })
         .collect();
     // Every one of A's requests is in before B's: a FIFO would serve B
-    // only after 28 of them ended.
+    // only after 28 of them ended. Each client sends its request as soon
+    // as it is accepted; A holding every slot it may is the sign that
+    // they are being served.
     wait_accepted(&mut probe, base, 32);
-    thread::sleep(Duration::from_millis(200));
+    wait_started(&d, ids::TENANT_A, A_SLOTS);
     let took = b_is_served(&prefix, &d);
     let a_done = done.load(Ordering::SeqCst);
     eprintln!("B served in {took:?} while A had {a_done} of 32 huge removals done");
@@ -146,59 +118,74 @@ fn tenant_b_is_served_while_a_runs_32_huge_removals() {
     }
 }
 
+/// The attack: A's VMs keep its 4 workdirs refilling while A asks for
+/// their removal, so that A's removals hold every slot until their
+/// deadline.
+///
+/// Why a FIFO queue fails this test (the old fixture, one writer per tree
+/// in a sticky prefix, was outrun by the removals, which ended `emptied`
+/// and let B in under a FIFO too): 4 writer threads per tree, as A, create
+/// files in turn in it and in 16 subdirectories of it, making a
+/// subdirectory again as soon as the walk took it (16 writers against A's
+/// few walks, with vmrmd at nice 10 so that the writers get the CPU); the
+/// trees are in the plain prefix, where vmrmd
+/// removes the top itself, so a top refilled after its walk is walked
+/// again rather than left `emptied` for its owner; and `--max-rounds` is
+/// high, so neither the top nor a subdirectory that keeps refilling ends a
+/// walk with `kept_growing`. While the writers run, none of A's removals
+/// can end before its 30 s deadline, and the test checks that none had
+/// when B was answered. A FIFO semaphore of 4 slots (the default
+/// `max_concurrent_removals`) would have given all 4 to A's requests,
+/// which are in before B's, and B would have waited for a deadline, 30 s,
+/// over [`SERVED_WITHIN`]; the fair queue holds A to its 2 slots and
+/// starts B at once. (Checked by giving A all 4 slots with
+/// `--max-removals-per-uid 4`: B then waits about 30 s.)
 #[test]
 #[ignore = "needs root"]
 fn tenant_b_is_served_while_a_keeps_4_trees_refilling() {
     require_root();
     let f = Fixture::new();
+    // On tmpfs, where creating a file costs the writers no journal; not
+    // sticky, so that vmrmd removes A's tops itself (in a sticky prefix it
+    // leaves an emptied top to its owner: the removal ends after one walk,
+    // refilled or not).
+    let prefix = f.tmpfs("refill", 4_000_000);
+    fs::set_permissions(&prefix, fs::Permissions::from_mode(0o755)).unwrap();
     let d = Daemon::start(
         &f,
         DaemonOptions {
-            args: vec!["--removal-deadline".into(), "30".into()],
+            prefixes: Some(vec![prefix.clone(), f.plain.clone()]),
+            args: ["--removal-deadline", "30", "--max-rounds", "1000000"]
+                .map(String::from)
+                .to_vec(),
             ..Default::default()
         },
     );
-    let stop = Arc::new(AtomicBool::new(false));
+    // A's VMs have CPUs of their own; here they share 2 with vmrmd (and
+    // whatever else runs), so vmrmd yields to them, as it would to VMs
+    // that outnumber it: the writers stay ahead of A's walks.
+    renice(d.pid(), 10);
     let dirs: Vec<PathBuf> = (0..4)
-        .map(|_| wide_workdir(&f.sticky, ids::TENANT_A, 2_000))
+        .map(|_| tree::wide_workdir(&prefix, ids::TENANT_A, 2_000))
         .collect();
-    // Two writers per workdir, as a VM writing files as fast as it can.
-    let refillers: Vec<_> = dirs
-        .iter()
-        .flat_map(|dir| [(dir.clone(), 0), (dir.clone(), 1)])
-        .map(|(dir, writer)| {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    // Fails once the top is gone; keeps trying regardless.
-                    let _ = fs::File::create(dir.join(format!("r{writer}-{n}")));
-                    n += 1;
-                }
-            })
-        })
-        .collect();
+    let refill = Refill::start(ids::TENANT_A, &dirs, 16, 4);
     let mut probe = d.client();
     let base = accepted(&mut probe);
     let a: Vec<_> = dirs
         .iter()
         .map(|dir| {
             let (dir, socket) = (dir.clone(), d.socket.clone());
-            as_uid(ids::TENANT_A, move || {
-                let mut options = vmrm::ClientOptions::with_socket(&socket);
-                options.response_timeout = Duration::from_secs(660);
-                vmrm::Client::with_options(options).remove(&dir)
-            })
+            as_uid(ids::TENANT_A, move || patient_client(&socket).remove(&dir))
         })
         .collect();
     wait_accepted(&mut probe, base, 4);
-    thread::sleep(Duration::from_millis(300));
+    wait_started(&d, ids::TENANT_A, A_SLOTS);
     let took = b_is_served(&f.plain, &d);
-    eprintln!("B served in {took:?} while A's 4 trees refill");
-    stop.store(true, Ordering::Relaxed);
-    for t in refillers {
-        t.join().unwrap();
-    }
+    // Before the writers stop: had one of A's removals ended, a FIFO
+    // could have served B in its slot.
+    let a_ended = audit_count(&d, "remove", ids::TENANT_A);
+    let created = refill.stop();
+    eprintln!("B served in {took:?} while A's 4 trees refill ({created} files written)");
     for t in a {
         // Removed, or a truthful failure once the writers won: either way
         // an answer, not a hang.
@@ -206,6 +193,12 @@ fn tenant_b_is_served_while_a_keeps_4_trees_refilling() {
         assert!(outcome.is_ok(), "A: {outcome:?}");
     }
     assert!(took < SERVED_WITHIN, "B waited {took:?}");
+    assert_eq!(
+        a_ended,
+        0,
+        "one of A's removals ended before B was served: the writers did not keep up\n{}",
+        d.log()
+    );
 }
 
 fn hello() -> Vec<u8> {
