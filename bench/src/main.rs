@@ -294,6 +294,8 @@ fn typical(
         "`sudo rm -rf` as a process",
         "`rm -rf` as a process (root)",
         "`std::fs::remove_dir_all` in-process (root)",
+        "vmrm `ping`, persistent connection (no removal)",
+        "one byte to a sleeping thread and back (Unix socket)",
     ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     for i in 0..plan.workdir_iterations + 5 {
@@ -318,12 +320,18 @@ fn typical(
                         .map_err(|e| e.to_string())?;
                     t.elapsed()
                 }
-                _ => {
+                4 => {
                     let t = Instant::now();
                     fs::remove_dir_all(dir).map_err(|e| e.to_string())?;
                     t.elapsed()
                 }
+                5 => worker.time("ping")?,
+                _ => worker.time("rtt")?,
             };
+            if m >= 5 {
+                // Nothing removed: the workdir goes untimed.
+                fs::remove_dir_all(dir).map_err(|e| e.to_string())?;
+            }
             if dir.exists() {
                 return Err(format!("{} left {p} behind", names[m]));
             }
@@ -357,14 +365,37 @@ fn typical(
     let sudo_vs_lib = median_ratio(&times[2], &times[0]);
     let lib_vs_floor = median_ratio(&times[0], &times[4]);
     let cli_vs_rm = median_ratio(&times[1], &times[3]);
+    // The best any helper outside the service's thread could do here: the
+    // in-process removal plus one bare round trip to a sleeping thread.
+    let bound: Vec<Duration> = times[4]
+        .iter()
+        .zip(&times[6])
+        .map(|(f, r)| *f + *r)
+        .collect();
+    let sudo_vs_bound = median_ratio(&times[2], &bound);
     let _ = writeln!(
         md,
         "\nRatios (median of per-iteration ratios): `sudo rm -rf` / library = **{sudo_vs_lib:.1}x**; \
          library / in-process floor = **{lib_vs_floor:.2}x**; `vmrm rm` / `rm -rf` = **{cli_vs_rm:.2}x**.\n"
     );
+    let _ = writeln!(
+        md,
+        "Bound: a request to any helper pays at least one round trip to a sleeping thread (two \
+         wake-ups; here {} median, against {} for the same removal in-process). `sudo rm -rf` / \
+         (in-process floor + bare round trip) = **{sudo_vs_bound:.1}x** is the most a helper in \
+         another thread or process could reach on this machine, however little it does.\n",
+        show(median(&times[6])),
+        show(median(&times[4])),
+    );
     targets.push(target(
         "workdir via persistent connection ≥ 50x faster than `sudo rm -rf`",
-        format!("{sudo_vs_lib:.1}x"),
+        if sudo_vs_bound < 50.0 {
+            format!(
+                "{sudo_vs_lib:.1}x (bound here {sudo_vs_bound:.1}x: out of reach on this machine)"
+            )
+        } else {
+            format!("{sudo_vs_lib:.1}x")
+        },
         sudo_vs_lib >= 50.0,
     ));
     targets.push(target(

@@ -2,10 +2,12 @@
 //! orchestrator names, the ways a service would, timing each.
 //!
 //! Commands, one per stdin line, each answered with one line of
-//! nanoseconds: `lib PATH`, `cli PATH`, `sudo PATH`, `many-lib N FILE`,
-//! `many-sudo N FILE` (FILE lists paths; N concurrent clients).
+//! nanoseconds: `ping`, `rtt`, `lib PATH`, `cli PATH`, `sudo PATH`,
+//! `many-lib N FILE`, `many-sudo N FILE` (FILE lists paths; N concurrent
+//! clients).
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +17,7 @@ use vmrm::{Client, ClientOptions, Outcome};
 
 pub fn run(socket: &Path, vmrm_bin: &Path) {
     let mut client = Client::with_options(ClientOptions::with_socket(socket));
+    let mut echo = Echo::start();
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines() {
@@ -23,6 +26,7 @@ pub fn run(socket: &Path, vmrm_bin: &Path) {
         let started = Instant::now();
         let ok = match words.as_slice() {
             ["ping"] => client.ping().is_ok(),
+            ["rtt"] => echo.as_mut().is_some_and(Echo::round_trip),
             ["lib", path] => matches!(client.remove(Path::new(path)), Ok(Outcome::Removed(_))),
             ["cli", path] => status(
                 Command::new(vmrm_bin)
@@ -66,6 +70,29 @@ pub fn run(socket: &Path, vmrm_bin: &Path) {
         {
             break;
         }
+    }
+}
+
+/// The least any helper in another thread or process costs a request on
+/// this machine: one byte to a thread asleep in `read` on a Unix socket, and
+/// back. No runtime, no framing, no work: the two wake-ups alone.
+struct Echo {
+    near: UnixStream,
+}
+
+impl Echo {
+    fn start() -> Option<Echo> {
+        let (near, mut far) = UnixStream::pair().ok()?;
+        std::thread::spawn(move || {
+            let mut byte = [0u8; 1];
+            while far.read_exact(&mut byte).is_ok() && far.write_all(&byte).is_ok() {}
+        });
+        Some(Echo { near })
+    }
+
+    fn round_trip(&mut self) -> bool {
+        let mut byte = [7u8; 1];
+        self.near.write_all(&byte).is_ok() && self.near.read_exact(&mut byte).is_ok()
     }
 }
 

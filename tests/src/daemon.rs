@@ -290,9 +290,26 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The audit lines, parsed.
+    /// Everything vmrmd wrote to stderr, once nothing more came for 50 ms
+    /// (2 s at most): a removal's end line follows its answer by a few µs
+    /// (vmrmd writes it once the answer is sent), so a test that just got
+    /// the answer reads the log through this.
+    pub fn settled_log(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut seen = self.log();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = self.log();
+            if now.len() == seen.len() || Instant::now() > deadline {
+                return now;
+            }
+            seen = now;
+        }
+    }
+
+    /// The audit lines, parsed (from [`Daemon::settled_log`]).
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        self.log()
+        self.settled_log()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["target"] == "vmrmd::audit")

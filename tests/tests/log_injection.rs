@@ -29,7 +29,7 @@ fn hostile_paths_give_one_escaped_audit_line_each() {
         let path = [sticky, tail].concat();
         let _ = client.remove(Path::new(OsStr::from_bytes(&path))).unwrap();
     }
-    let log = d.log();
+    let log = d.settled_log();
     let audit: Vec<&str> = log.lines().filter(|l| l.contains("vmrmd::audit")).collect();
     assert_eq!(audit.len(), tails.len(), "{log}");
     for (line, tail) in audit.iter().zip(&tails) {

@@ -131,34 +131,46 @@ impl Conn {
                 }
                 Err(end) => return end,
             };
-            let answer = self.handle(id, request).await;
-            if self
-                .send(&ServerMessage::Response { id, answer })
-                .await
-                .is_err()
-            {
+            let (answer, record) = self.handle(id, request).await;
+            let sent = self.send(&ServerMessage::Response { id, answer }).await;
+            // The end line and the counters come after the answer: formatting
+            // a JSON line costs tens of µs on a cold CPU, and the client
+            // should not wait for it. The start line, written before the
+            // removal began, is what a crash must not lose.
+            if let Some(record) = record {
+                record.write(&self.peer, id, &self.service);
+            }
+            if sent.is_err() {
                 return ReadEnd::Broken;
             }
         }
     }
 
-    async fn handle(&self, id: RequestId, request: Request) -> Answer {
+    /// The answer, and for a removal what its audit line and the counters
+    /// must record once the answer is on its way.
+    async fn handle(&self, id: RequestId, request: Request) -> (Answer, Option<Record>) {
         match request {
-            Request::Ping => Answer::Pong {
-                server: server_name(),
-            },
+            Request::Ping => (
+                Answer::Pong {
+                    server: server_name(),
+                },
+                None,
+            ),
             Request::Stats => match self.denial(&self.service.policy()) {
-                Some(Denial { reason, message }) => Answer::Denied { reason, message },
-                None => Answer::Stats(self.service.stats.snapshot()),
+                Some(Denial { reason, message }) => (Answer::Denied { reason, message }, None),
+                None => (Answer::Stats(self.service.stats.snapshot()), None),
             },
             Request::Remove { path } => {
                 let started = Instant::now();
                 let (outcome, removal) = self.remove(id, &path).await;
                 let took = started.elapsed();
-                self.service.stats.record(&outcome, took);
-                let actor = audit::Actor::Peer(&self.peer, id);
-                audit::removal(actor, removal, &path, &outcome, took);
-                Answer::Removal(outcome)
+                let record = Record {
+                    removal,
+                    path,
+                    outcome: outcome.clone(),
+                    took,
+                };
+                (Answer::Removal(outcome), Some(record))
             }
         }
     }
@@ -264,6 +276,22 @@ impl Conn {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
         }
+    }
+}
+
+/// What one removal leaves for the audit log and the counters.
+struct Record {
+    removal: Option<audit::RemovalId>,
+    path: Vec<u8>,
+    outcome: Outcome,
+    took: Duration,
+}
+
+impl Record {
+    fn write(self, peer: &PeerCredentials, id: RequestId, service: &Service) {
+        service.stats.record(&self.outcome, self.took);
+        let actor = audit::Actor::Peer(peer, id);
+        audit::removal(actor, self.removal, &self.path, &self.outcome, self.took);
     }
 }
 

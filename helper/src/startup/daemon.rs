@@ -194,7 +194,15 @@ async fn serve(
         }
         crate::startup::notify::stopping();
     };
-    server::serve(service, listener, shutdown).await;
+    // The accept loop runs as a task on the runtime's workers, not on this
+    // thread (which `block_on` parks outside the workers): a connection is
+    // then accepted and served by the worker that epoll woke, with no
+    // wake-up of a second thread in between (one wake-up latency less per
+    // connection on an idle machine, measured with `perf sched`).
+    let accepting = tokio::spawn(server::serve(service, listener, shutdown));
+    if let Err(e) = accepting.await {
+        tracing::error!(error = %e, "the accept loop ended abnormally");
+    }
     reloader.abort();
     sweeper.abort();
     if let Some(w) = watchdog {
