@@ -72,7 +72,17 @@ pub fn audit_count(d: &Daemon, message: &str, uid: u32) -> usize {
 /// started (each has its `remove_start` audit line: it holds a slot).
 pub fn wait_started(d: &Daemon, uid: u32, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while audit_count(d, "remove_start", uid) < n {
+    // Start lines are written before the removal begins: no need to let
+    // the log settle (as `Daemon::audit` does) on every poll.
+    let started = || {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("\"message\":\"remove_start\""))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["peer_uid"] == uid)
+            .count()
+    };
+    while started() < n {
         assert!(
             Instant::now() < deadline,
             "{n} removals of uid {uid} did not start:\n{}",
