@@ -1,7 +1,7 @@
 //! The blocking client: one persistent connection, no async runtime (the
 //! CLI starts in a millisecond).
 
-use std::io::{self, Write};
+use std::io::{self, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -21,7 +21,9 @@ use crate::ClientError;
 #[derive(Debug)]
 pub struct Client {
     options: ClientOptions,
-    stream: Option<UnixStream>,
+    /// Read through a buffer: the helper's hello and first response come in
+    /// one write, and are then read with one read(2), not four.
+    stream: Option<BufReader<UnixStream>>,
     next_id: RequestId,
     /// Our hello went out with a request and the helper's answer to it,
     /// which comes before the response, is still to be read.
@@ -109,6 +111,12 @@ impl Client {
     /// Write `msg`; on a new connection, our hello and `msg` together, in
     /// one write. A helper that refuses the hello never executes `msg`.
     fn send(&mut self, msg: &ClientMessage) -> Result<(), ClientError> {
+        // Bytes the helper sent that no request of ours asked for would be
+        // taken for the next answer (and an event loop would wait for the fd
+        // while they sit here): such a connection is not reused.
+        if self.stream.as_ref().is_some_and(|s| !s.buffer().is_empty()) {
+            self.stream = None;
+        }
         let fresh = self.stream.is_none();
         let mut frame = Vec::new();
         if fresh {
@@ -120,7 +128,7 @@ impl Client {
         let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
             socket: self.options.socket.clone(),
         })?;
-        let Err(e) = stream.write_all(&frame) else {
+        let Err(e) = stream.get_mut().write_all(&frame) else {
             self.hello_unread = fresh;
             return Ok(());
         };
@@ -149,7 +157,7 @@ impl Client {
             .set_read_timeout(Some(self.options.response_timeout))
             .and_then(|()| stream.set_write_timeout(Some(self.options.send_timeout)));
         timeouts.map_err(|e| self.io_err(e, Waiting::Send))?;
-        self.stream = Some(stream);
+        self.stream = Some(BufReader::new(stream));
         self.hello_unread = false;
         Ok(())
     }
@@ -172,9 +180,12 @@ impl Client {
         let Some(stream) = self.stream.as_ref() else {
             return true;
         };
+        if !stream.buffer().is_empty() {
+            return true;
+        }
         let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
         !matches!(
-            rustix::net::recv(stream, &mut [0u8; 1], flags),
+            rustix::net::recv(stream.get_ref(), &mut [0u8; 1], flags),
             Err(rustix::io::Errno::AGAIN)
         )
     }
@@ -262,7 +273,7 @@ impl Client {
     /// The connection's fd, to wait for readability; `None` when closed.
     pub fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
-        self.stream.as_ref().map(|s| s.as_fd())
+        self.stream.as_ref().map(|s| s.get_ref().as_fd())
     }
 
     /// Read the answer (it should be waiting) and finish. `Ok(Err(p))`: the
