@@ -1,7 +1,6 @@
 //! The `vmrm` command line: arguments, dispatch, exit status.
 
 mod exit;
-mod fast_args;
 mod render;
 
 use std::path::{Path, PathBuf};
@@ -14,11 +13,7 @@ use vmrm::{Client, ClientOptions, Outcome, Verdict};
 pub use exit::Status;
 
 pub fn main() -> ExitCode {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let cli = match args.get(1..).and_then(fast_args::parse) {
-        Some(cli) => cli,
-        None => Cli::parse_from(args),
-    };
+    let cli = Cli::parse();
     let options = match cli.socket {
         Some(socket) => ClientOptions::with_socket(socket),
         None => ClientOptions::default(),
