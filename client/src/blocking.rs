@@ -1,13 +1,13 @@
 //! The blocking client: one persistent connection, no async runtime (the
 //! CLI starts in a millisecond).
 
-use std::io::{self, Write};
+use std::io::{self, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use vmrm_proto::{
-    decode, encode, read_frame, Answer, FrameError, Outcome, Request, RequestId, ServerMessage,
-    Stats,
+    decode, encode, read_frame, Answer, ClientMessage, FrameError, Outcome, Request, RequestId,
+    ServerMessage, Stats,
 };
 
 use crate::error::Waiting;
@@ -16,12 +16,18 @@ use crate::ClientError;
 
 /// A blocking connection to vmrmd. Connects on first use; reconnects once
 /// when the helper dropped an idle connection or restarted (every request
-/// is safe to repeat).
+/// is safe to repeat). A new connection's hello goes out with its first
+/// request in one write (pipelined, PROTOCOL.md): one round trip, not two.
 #[derive(Debug)]
 pub struct Client {
     options: ClientOptions,
-    stream: Option<UnixStream>,
+    /// Read through a buffer: the helper's hello and first response come in
+    /// one write, and are then read with one read(2), not four.
+    stream: Option<BufReader<UnixStream>>,
     next_id: RequestId,
+    /// Our hello went out with a request and the helper's answer to it,
+    /// which comes before the response, is still to be read.
+    hello_unread: bool,
 }
 
 impl Client {
@@ -36,6 +42,7 @@ impl Client {
             options,
             stream: None,
             next_id: 1,
+            hello_unread: false,
         }
     }
 
@@ -95,19 +102,54 @@ impl Client {
         result
     }
 
-    fn exchange(&mut self, msg: &vmrm_proto::ClientMessage) -> Result<ServerMessage, ClientError> {
-        if self.stream.is_none() {
-            self.connect()?;
-        }
-        let frame = encode(msg).map_err(|error| self.frame_err(error))?;
-        let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
-            socket: self.options.socket.clone(),
-        })?;
-        let sent = stream.write_all(&frame);
-        sent.map_err(|e| self.io_err(e, Waiting::Send))?;
+    fn exchange(&mut self, msg: &ClientMessage) -> Result<ServerMessage, ClientError> {
+        self.send(msg)?;
+        self.receive_hello()?;
         self.receive()
     }
 
+    /// Write `msg`; on a new connection, our hello and `msg` together, in
+    /// one write. A helper that refuses the hello never executes `msg`.
+    fn send(&mut self, msg: &ClientMessage) -> Result<(), ClientError> {
+        // Bytes the helper sent that no request of ours asked for would be
+        // taken for the next answer (and an event loop would wait for the fd
+        // while they sit here): such a connection is not reused.
+        if self.stream.as_ref().is_some_and(|s| !s.buffer().is_empty()) {
+            self.stream = None;
+        }
+        let fresh = self.stream.is_none();
+        let mut frame = Vec::new();
+        if fresh {
+            self.connect()?;
+            frame = encode(&session::hello()).map_err(|error| self.frame_err(error))?;
+        }
+        let request = encode(msg).map_err(|error| self.frame_err(error))?;
+        frame.extend_from_slice(&request);
+        let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
+            socket: self.options.socket.clone(),
+        })?;
+        let Err(e) = stream.get_mut().write_all(&frame) else {
+            self.hello_unread = fresh;
+            return Ok(());
+        };
+        // A helper at its connection limit sends "busy" and hangs up
+        // without reading our hello: report its refusal, not EPIPE.
+        let refusal = if fresh && session::peer_hung_up(&e) {
+            self.receive().ok()
+        } else {
+            None
+        };
+        self.stream = None;
+        Err(match refusal {
+            Some(msg) => match session::check_hello(&self.options.socket, msg) {
+                Err(refused) => refused,
+                Ok(()) => self.io_err(e, Waiting::Send),
+            },
+            None => self.io_err(e, Waiting::Send),
+        })
+    }
+
+    /// A new connection: nothing is written yet.
     fn connect(&mut self) -> Result<(), ClientError> {
         let stream = UnixStream::connect(&self.options.socket)
             .map_err(|error| session::connect_error(&self.options, error))?;
@@ -115,34 +157,37 @@ impl Client {
             .set_read_timeout(Some(self.options.response_timeout))
             .and_then(|()| stream.set_write_timeout(Some(self.options.send_timeout)));
         timeouts.map_err(|e| self.io_err(e, Waiting::Send))?;
-        self.stream = Some(stream);
-        let frame = encode(&session::hello()).map_err(|error| self.frame_err(error))?;
-        let written = self.stream.as_mut().map(|s| s.write_all(&frame));
-        if let Some(Err(e)) = written {
-            // A helper at its connection limit sends "busy" and hangs up
-            // without reading our hello: report its refusal, not EPIPE.
-            let refusal = if session::peer_hung_up(&e) {
-                self.receive().ok()
-            } else {
-                None
-            };
-            self.stream = None;
-            return Err(match refusal {
-                Some(msg) => match session::check_hello(&self.options.socket, msg) {
-                    Err(refused) => refused,
-                    Ok(()) => self.io_err(e, Waiting::Send),
-                },
-                None => self.io_err(e, Waiting::Send),
-            });
+        self.stream = Some(BufReader::new(stream));
+        self.hello_unread = false;
+        Ok(())
+    }
+
+    /// Read and check the helper's hello, when it is still to be read: it
+    /// comes before the response to the request sent with ours. An error
+    /// here (a refused version, "busy") is the connection's end.
+    fn receive_hello(&mut self) -> Result<(), ClientError> {
+        if !self.hello_unread {
+            return Ok(());
         }
-        let hello = self.receive();
-        match hello.and_then(|msg| session::check_hello(&self.options.socket, msg)) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.stream = None;
-                Err(e)
-            }
+        self.hello_unread = false;
+        let msg = self.receive()?;
+        session::check_hello(&self.options.socket, msg)
+    }
+
+    /// Whether something is there to read now, without waiting: an answer,
+    /// an end of stream, or an error to report.
+    fn readable_now(&self) -> bool {
+        let Some(stream) = self.stream.as_ref() else {
+            return true;
+        };
+        if !stream.buffer().is_empty() {
+            return true;
         }
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        !matches!(
+            rustix::net::recv(stream.get_ref(), &mut [0u8; 1], flags),
+            Err(rustix::io::Errno::AGAIN)
+        )
     }
 
     fn receive(&mut self) -> Result<ServerMessage, ClientError> {
@@ -211,8 +256,9 @@ pub struct PendingRemoval {
 /// call. Same semantics: one resend on a stale connection, the sticky-top
 /// finish, refilled tops asked again.
 impl Client {
-    /// Connect if needed (blocking: once per connection), send the request,
-    /// return without waiting. Then wait until [`Client::as_fd`] is readable
+    /// Connect if needed (connect(2) only: the hello goes out with the
+    /// request, and the helper's hello is read with the answer), send the
+    /// request, return without waiting. Then wait until [`Client::as_fd`] is readable
     /// and call [`Client::finish_remove`].
     pub fn send_remove(&mut self, path: &Path) -> Result<PendingRemoval, ClientError> {
         let mut pending = PendingRemoval {
@@ -227,21 +273,31 @@ impl Client {
     /// The connection's fd, to wait for readability; `None` when closed.
     pub fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
-        self.stream.as_ref().map(|s| s.as_fd())
+        self.stream.as_ref().map(|s| s.get_ref().as_fd())
     }
 
     /// Read the answer (it should be waiting) and finish. `Ok(Err(p))`: the
-    /// request was sent again (stale connection, refilled top); wait for
-    /// readability and call this again with `p`.
+    /// request was sent again (stale connection, refilled top), or only the
+    /// helper's hello had come yet; wait for readability and call this
+    /// again with `p`.
     pub fn finish_remove(
         &mut self,
         mut pending: PendingRemoval,
     ) -> Result<Result<Outcome, PendingRemoval>, ClientError> {
-        let answer = self
-            .receive()
-            .and_then(|msg| session::check_response(&self.options.socket, pending.id, msg));
+        // On a new connection the helper's hello comes first; it normally
+        // arrives in one write with the answer, but if it came alone, the
+        // answer is not there yet: wait for readability again, not here.
+        let hello_was_unread = self.hello_unread;
+        let answer = self.receive_hello().and_then(|()| {
+            if hello_was_unread && !self.readable_now() {
+                return Ok(None);
+            }
+            let msg = self.receive()?;
+            session::check_response(&self.options.socket, pending.id, msg).map(Some)
+        });
         let answer = match answer {
-            Ok(answer) => answer,
+            Ok(Some(answer)) => answer,
+            Ok(None) => return Ok(Err(pending)),
             Err(e) => {
                 self.stream = None;
                 if pending.reused && e.is_retryable() {
@@ -272,24 +328,15 @@ impl Client {
         let mut resend = true;
         loop {
             let reused = self.stream.is_some();
-            if !reused {
-                self.connect()?;
-            }
             pending.id = self.next_id;
             self.next_id += 1;
-            let frame = encode(&session::request(pending.id, request.clone()))
-                .map_err(|error| self.frame_err(error))?;
-            let stream = self.stream.as_mut().ok_or_else(|| ClientError::Closed {
-                socket: self.options.socket.clone(),
-            })?;
-            match stream.write_all(&frame) {
+            match self.send(&session::request(pending.id, request.clone())) {
                 Ok(()) => {
                     pending.reused = pending.reused || reused;
                     return Ok(());
                 }
                 Err(e) => {
                     self.stream = None;
-                    let e = self.io_err(e, Waiting::Send);
                     if !(reused && resend && e.is_retryable()) {
                         return Err(e);
                     }

@@ -98,11 +98,15 @@ impl AsyncClient {
     ) -> Result<Answer, ClientError> {
         let id = *next_id;
         *next_id += 1;
-        if conn.is_none() {
+        let fresh = conn.is_none();
+        if fresh {
             *conn = Some(self.connect().await?);
         }
         let result = match conn.as_mut() {
-            Some(c) => self.exchange(c, &session::request(id, request)).await,
+            Some(c) => {
+                self.exchange(c, fresh, &session::request(id, request))
+                    .await
+            }
             None => Err(ClientError::Closed {
                 socket: self.options.socket.clone(),
             }),
@@ -114,61 +118,95 @@ impl AsyncClient {
         result
     }
 
+    /// A new connection: nothing is written yet.
     async fn connect(&self) -> Result<Conn, ClientError> {
         let stream = UnixStream::connect(&self.options.socket)
             .await
             .map_err(|error| session::connect_error(&self.options, error))?;
-        let mut conn = Framed::new(stream, codec());
-        let msg = match self.exchange(&mut conn, &session::hello()).await {
-            Ok(msg) => msg,
-            // A helper at its connection limit sends "busy" and hangs up
-            // without reading our hello: report its refusal, not EPIPE.
-            Err(ClientError::Io { socket, error }) if session::peer_hung_up(&error) => {
-                match timeout(REFUSAL_WAIT, conn.next()).await {
-                    Ok(Some(Ok(frame))) => match decode(&frame) {
-                        Ok(msg) => msg,
-                        Err(_) => return Err(ClientError::Io { socket, error }),
-                    },
-                    _ => return Err(ClientError::Io { socket, error }),
-                }
-            }
-            Err(e) => return Err(e),
-        };
-        session::check_hello(&self.options.socket, msg)?;
-        Ok(conn)
+        Ok(Framed::new(stream, codec()))
     }
 
+    /// Send `msg` and await the answer. On a `fresh` connection our hello
+    /// goes out with `msg` in one write (pipelined, PROTOCOL.md), and the
+    /// helper's hello is read and checked before the answer; a helper that
+    /// refuses the hello never executes `msg`.
     async fn exchange(
         &self,
         conn: &mut Conn,
+        fresh: bool,
         msg: &ClientMessage,
     ) -> Result<ServerMessage, ClientError> {
-        let socket = || self.options.socket.clone();
-        let payload = encode_payload(msg).map_err(|error| ClientError::Frame {
-            socket: socket(),
-            error,
-        })?;
-        match timeout(
-            self.options.send_timeout,
-            conn.send(bytes::Bytes::from(payload)),
-        )
-        .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(ClientError::Io {
-                    socket: socket(),
-                    error: e,
-                })
+        match self.send(conn, fresh, msg).await {
+            Ok(()) => {}
+            // A helper at its connection limit sends "busy" and hangs up
+            // without reading our hello: report its refusal, not EPIPE.
+            Err(ClientError::Io { socket, error }) if fresh && session::peer_hung_up(&error) => {
+                let refusal = match timeout(REFUSAL_WAIT, conn.next()).await {
+                    Ok(Some(Ok(frame))) => decode(&frame).ok(),
+                    _ => None,
+                };
+                return Err(match refusal {
+                    Some(msg) => match session::check_hello(&self.options.socket, msg) {
+                        Err(refused) => refused,
+                        Ok(()) => ClientError::Io { socket, error },
+                    },
+                    None => ClientError::Io { socket, error },
+                });
             }
-            Err(_) => {
-                return Err(ClientError::Timeout {
-                    socket: socket(),
-                    waiting: Waiting::Send,
-                    after: self.options.send_timeout,
-                })
-            }
+            Err(e) => return Err(e),
         }
+        if fresh {
+            let hello = self.receive(conn).await?;
+            session::check_hello(&self.options.socket, hello)?;
+        }
+        self.receive(conn).await
+    }
+
+    /// Write `msg`, after our hello on a `fresh` connection: one write.
+    async fn send(
+        &self,
+        conn: &mut Conn,
+        fresh: bool,
+        msg: &ClientMessage,
+    ) -> Result<(), ClientError> {
+        let socket = || self.options.socket.clone();
+        let payload = |msg: &ClientMessage| {
+            encode_payload(msg)
+                .map(bytes::Bytes::from)
+                .map_err(|error| ClientError::Frame {
+                    socket: socket(),
+                    error,
+                })
+        };
+        let request = payload(msg)?;
+        let hello = if fresh {
+            Some(payload(&session::hello())?)
+        } else {
+            None
+        };
+        let sent = timeout(self.options.send_timeout, async {
+            if let Some(hello) = hello {
+                conn.feed(hello).await?;
+            }
+            conn.send(request).await
+        });
+        match sent.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ClientError::Io {
+                socket: socket(),
+                error: e,
+            }),
+            Err(_) => Err(ClientError::Timeout {
+                socket: socket(),
+                waiting: Waiting::Send,
+                after: self.options.send_timeout,
+            }),
+        }
+    }
+
+    /// The next message, within the response timeout.
+    async fn receive(&self, conn: &mut Conn) -> Result<ServerMessage, ClientError> {
+        let socket = || self.options.socket.clone();
         match timeout(self.options.response_timeout, conn.next()).await {
             Ok(Some(Ok(frame))) => decode(&frame).map_err(|error| ClientError::Frame {
                 socket: socket(),

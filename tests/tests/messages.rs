@@ -209,3 +209,47 @@ fn json_names_allocated_bytes() {
     assert!(json["allocated_bytes"].as_u64().is_some(), "{json}");
     assert!(json.get("bytes").is_none(), "{json}");
 }
+
+/// The CLI pipelines its removal behind its hello. A helper of another
+/// protocol version refuses the hello and never reads the removal; the
+/// user reads that the versions differ (not a broken pipe or a reset), and
+/// the status is 5, unreachable.
+#[test]
+fn a_helper_of_another_version_is_named_and_exits_5() {
+    use vmrm_proto::{ProtocolErrorKind, ServerMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("other-version.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let helper = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let hello = vmrm_proto::read_frame(&mut s).unwrap().unwrap();
+        assert!(matches!(
+            vmrm_proto::decode(&hello).unwrap(),
+            ClientMessage::Hello { .. }
+        ));
+        let refusal = ServerMessage::Error {
+            kind: ProtocolErrorKind::UnsupportedVersion,
+            message: format!(
+                "client speaks protocol {PROTOCOL_VERSION}, vmrmd speaks {}",
+                PROTOCOL_VERSION + 1
+            ),
+        };
+        vmrm_proto::write_frame(&mut s, &refusal).unwrap();
+        // Hang up with the pipelined removal unread, as vmrmd does.
+    });
+    let out = vmrm(
+        &[
+            OsStr::new("--socket"),
+            socket.as_os_str(),
+            OsStr::new("rm"),
+            OsStr::new("/tmp/vm-other-version"),
+        ],
+        None,
+    );
+    helper.join().unwrap();
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.contains("UnsupportedVersion"), "{text}");
+    assert!(text.contains("vmrmd speaks"), "{text}");
+    assert!(!text.contains("reset"), "{text}");
+}

@@ -15,7 +15,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDel
 use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials, Pid, Uid};
 use vmrm_proto::{
     codec, decode, encode_payload, Answer, ClientMessage, FrameError, Outcome, ProtocolErrorKind,
-    Request, RequestId, ServerMessage, PROTOCOL_VERSION,
+    Request, RequestId, ServerMessage, LENGTH_PREFIX_LEN, PROTOCOL_VERSION,
 };
 
 use crate::removal;
@@ -113,11 +113,21 @@ impl Conn {
             }
             Err(end) => return end,
         }
+        // Only now, with the version agreed, is anything after the hello
+        // read: a request pipelined behind a hello we refused above is never
+        // executed (the client could not know how we would read it).
         let hello = ServerMessage::Hello {
             version: PROTOCOL_VERSION,
             server: server_name(),
         };
-        if self.send(&hello).await.is_err() {
+        if self.feed(&hello).await.is_err() {
+            return ReadEnd::Broken;
+        }
+        // A client may pipeline its first request behind its hello (PROTOCOL.md,
+        // "Pipelining"). Then our hello waits in the write buffer and leaves in
+        // one write with that response, so the client wakes once, not twice.
+        // Otherwise the client waits for our hello before it asks: send it now.
+        if !self.frame_buffered() && self.flush().await.is_err() {
             return ReadEnd::Broken;
         }
         loop {
@@ -266,15 +276,58 @@ impl Conn {
         })
     }
 
-    /// Send one message; a client that does not take it within the frame
+    /// Whether the read buffer already holds the next frame whole (or a
+    /// length the codec refuses at once), so reading it waits for nothing.
+    fn frame_buffered(&self) -> bool {
+        let buffered = self.reader.read_buffer();
+        let Some(prefix) = buffered.first_chunk::<LENGTH_PREFIX_LEN>() else {
+            return false;
+        };
+        let len = u32::from_be_bytes(*prefix) as usize;
+        len > vmrm_proto::MAX_FRAME_LEN || buffered.len() - LENGTH_PREFIX_LEN >= len
+    }
+
+    /// Send one message, with whatever [`Conn::feed`] left in the write
+    /// buffer before it; a client that does not take them within the frame
     /// timeout is dropped.
     async fn send(&mut self, msg: &ServerMessage) -> Result<(), ()> {
-        let payload = encode_payload(msg)
-            .map_err(|e| tracing::error!(error = %e, "cannot encode response"))?;
+        let payload = encode(msg)?;
         let limit: Duration = self.service.limits.frame_timeout();
-        match timeout(limit, self.writer.send(bytes::Bytes::from(payload))).await {
+        match timeout(limit, self.writer.send(payload)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
+        }
+    }
+
+    /// Put one message in the write buffer, to leave with the next
+    /// [`Conn::send`] or [`Conn::flush`].
+    async fn feed(&mut self, msg: &ServerMessage) -> Result<(), ()> {
+        let payload = encode(msg)?;
+        let limit: Duration = self.service.limits.frame_timeout();
+        match timeout(limit, self.writer.feed(payload)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// Write what [`Conn::feed`] buffered, within the frame timeout.
+    async fn flush(&mut self) -> Result<(), ()> {
+        let limit: Duration = self.service.limits.frame_timeout();
+        let flush = SinkExt::<bytes::Bytes>::flush(&mut self.writer);
+        match timeout(limit, flush).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}
+
+/// One message's payload, for the length-delimited writer.
+fn encode(msg: &ServerMessage) -> Result<bytes::Bytes, ()> {
+    match encode_payload(msg) {
+        Ok(payload) => Ok(bytes::Bytes::from(payload)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode response");
+            Err(())
         }
     }
 }

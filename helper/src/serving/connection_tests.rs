@@ -352,3 +352,139 @@ async fn an_idle_connection_is_closed_with_a_timeout() {
     let (mut client, served) = world.hello().await;
     expect_error_and_close(&mut client, served, ProtocolErrorKind::Timeout).await;
 }
+
+/// `messages` as one write, as a pipelining client sends them.
+async fn send_together(raw: &mut UnixStream, messages: &[ClientMessage]) {
+    let mut bytes = Vec::new();
+    for message in messages {
+        bytes.extend(vmrm_proto::encode(message).unwrap());
+    }
+    tokio::time::timeout(WAIT, raw.write_all(&bytes))
+        .await
+        .expect("the handler did not take the bytes")
+        .unwrap();
+}
+
+/// Every message of one read(2): what the handler wrote in one write.
+async fn read_once(raw: &mut UnixStream) -> Vec<ServerMessage> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(WAIT, raw.read(&mut buf))
+        .await
+        .expect("no answer from the handler")
+        .unwrap();
+    let mut rest = &buf[..n];
+    let mut messages = Vec::new();
+    while !rest.is_empty() {
+        let (prefix, tail) = rest.split_at(vmrm_proto::LENGTH_PREFIX_LEN);
+        let len = u32::from_be_bytes(prefix.try_into().unwrap()) as usize;
+        assert!(tail.len() >= len, "half a frame in one write");
+        messages.push(decode(&tail[..len]).unwrap());
+        rest = &tail[len..];
+    }
+    messages
+}
+
+/// A pipelining client (hello and first request in one write) is answered
+/// with the hello and the response in one write: it wakes once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_pipelined_behind_the_hello_is_answered_with_it_in_one_write() {
+    let world = World::allowing_me();
+    let dir = world.prefix.join("vm-00000000-pipe0000");
+    std::fs::create_dir(&dir).unwrap();
+    // Enough to remove that a hello written ahead of the response would be
+    // read alone.
+    for i in 0..500 {
+        std::fs::write(dir.join(i.to_string()), b"").unwrap();
+    }
+    let (mut raw, _served) = world.connect();
+    let request = ClientMessage::Request {
+        id: 1,
+        request: remove(&dir),
+    };
+    send_together(&mut raw, &[hello(PROTOCOL_VERSION), request]).await;
+    match read_once(&mut raw).await.as_slice() {
+        [ServerMessage::Hello { version, .. }, ServerMessage::Response {
+            id: 1,
+            answer: Answer::Removal(Outcome::Removed(_)),
+        }] => assert_eq!(*version, PROTOCOL_VERSION),
+        other => panic!("not the hello and the response in one write: {other:?}"),
+    }
+    assert!(!dir.exists());
+    // Later requests on the connection are served as usual.
+    let mut client = Framed::new(raw, codec());
+    assert!(matches!(
+        ask(&mut client, 2, Request::Ping).await,
+        Answer::Pong { .. }
+    ));
+}
+
+/// The attack: a client of another version pipelines a removal behind its
+/// hello, hoping the helper runs it before (or despite) refusing the
+/// version. The refusal comes and nothing is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_pipelined_behind_another_version_is_never_executed() {
+    let world = World::allowing_me();
+    let dir = world.prefix.join("vm-00000000-kept0000");
+    std::fs::create_dir(&dir).unwrap();
+    let (mut raw, served) = world.connect();
+    let request = ClientMessage::Request {
+        id: 1,
+        request: remove(&dir),
+    };
+    send_together(&mut raw, &[hello(PROTOCOL_VERSION + 1), request]).await;
+    let mut client = Framed::new(raw, codec());
+    expect_error_and_close(&mut client, served, ProtocolErrorKind::UnsupportedVersion).await;
+    assert!(
+        dir.exists(),
+        "a request behind a refused hello was executed"
+    );
+}
+
+/// A removal sent before the hello, with the hello right behind it in the
+/// same write, is still refused and touches nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_before_the_hello_is_refused_even_with_the_hello_behind_it() {
+    let world = World::allowing_me();
+    let dir = world.prefix.join("vm-00000000-kept0000");
+    std::fs::create_dir(&dir).unwrap();
+    let (mut raw, served) = world.connect();
+    let request = ClientMessage::Request {
+        id: 1,
+        request: remove(&dir),
+    };
+    send_together(&mut raw, &[request, hello(PROTOCOL_VERSION)]).await;
+    let mut client = Framed::new(raw, codec());
+    expect_error_and_close(&mut client, served, ProtocolErrorKind::UnexpectedMessage).await;
+    assert!(dir.exists(), "a request before the hello was executed");
+}
+
+/// A hello followed by only part of a request: the handler must send its
+/// hello now, not hold it for a response that waits on the client (which
+/// may be waiting for that hello before it sends the rest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hello_is_sent_at_once_when_the_next_frame_is_not_all_there() {
+    let world = World::allowing_me();
+    let (mut raw, _served) = world.connect();
+    let mut bytes = vmrm_proto::encode(&hello(PROTOCOL_VERSION)).unwrap();
+    let ping = vmrm_proto::encode(&ClientMessage::Request {
+        id: 1,
+        request: Request::Ping,
+    })
+    .unwrap();
+    let (head, tail) = ping.split_at(3);
+    bytes.extend_from_slice(head);
+    raw.write_all(&bytes).await.unwrap();
+    assert!(matches!(
+        read_once(&mut raw).await.as_slice(),
+        [ServerMessage::Hello { .. }]
+    ));
+    raw.write_all(tail).await.unwrap();
+    assert!(matches!(
+        read_once(&mut raw).await.as_slice(),
+        [ServerMessage::Response {
+            id: 1,
+            answer: Answer::Pong { .. }
+        }]
+    ));
+}
