@@ -1,7 +1,7 @@
 //! One client connection: credentials, handshake, then requests and
 //! responses until the client leaves, idles out, or misbehaves.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -172,13 +172,14 @@ impl Conn {
             },
             Request::Remove { path } => {
                 let started = Instant::now();
-                let (outcome, removal) = self.remove(id, &path).await;
+                let (outcome, removal, top) = self.remove(id, &path).await;
                 let took = started.elapsed();
                 let record = Record {
                     removal,
                     path,
                     outcome: outcome.clone(),
                     took,
+                    top,
                 };
                 (Answer::Removal(outcome), Some(record))
             }
@@ -193,26 +194,31 @@ impl Conn {
         authorize_peer(&policy.config, &self.peer, &self.groups).err()
     }
 
-    /// The outcome, and the audit id of the removal when it got as far as
-    /// starting (a well-formed path with a removal slot).
-    async fn remove(&self, id: RequestId, path: &[u8]) -> (Outcome, Option<audit::RemovalId>) {
+    /// The outcome, the audit id of the removal when it got as far as
+    /// starting (a well-formed path with a removal slot), and the top
+    /// directory's fd when it was opened (closed after the answer).
+    async fn remove(
+        &self,
+        id: RequestId,
+        path: &[u8],
+    ) -> (Outcome, Option<audit::RemovalId>, Option<OwnedFd>) {
         if let Some(d) = self.denial(&self.service.policy()) {
-            return (denied(d), None);
+            return (denied(d), None, None);
         }
         if path.len() > PATH_MAX {
             let message = format!("path of {} bytes exceeds PATH_MAX", path.len());
-            return (Outcome::BadRequest { message }, None);
+            return (Outcome::BadRequest { message }, None, None);
         }
         // In fair turn with other accounts, within this account's cap.
         let Ok(_slot) = self.service.removals.acquire_for(self.account).await else {
             let message = "vmrmd is shutting down".into();
-            return (Outcome::Unavailable { message }, None);
+            return (Outcome::Unavailable { message }, None, None);
         };
         // Checked again under the policy the removal runs with: a reload
         // while this request waited for its slot counts.
         let policy = self.service.policy();
         if let Some(d) = self.denial(&policy) {
-            return (denied(d), None);
+            return (denied(d), None, None);
         }
         // Only a path of the grammar starts a removal (so its start line is
         // short); a crash from here on leaves a start with no end.
@@ -226,10 +232,10 @@ impl Conn {
         // Run the removal on this worker thread, handing the runtime's other
         // tasks to another: no thread hop (and its wake-up latency) between
         // reading the request and removing.
-        let outcome = tokio::task::block_in_place(move || {
+        let finished = tokio::task::block_in_place(move || {
             removal::remove(&policy.config, &policy.prefixes, &peer, &path)
         });
-        (outcome, removal)
+        (finished.outcome, removal, finished.top)
     }
 
     /// The next decoded message. Waits up to the idle timeout for a frame to
@@ -332,16 +338,24 @@ fn encode(msg: &ServerMessage) -> Result<bytes::Bytes, ()> {
     }
 }
 
-/// What one removal leaves for the audit log and the counters.
+/// What one removal leaves to do once it is answered: its audit line, the
+/// counters, and closing the top directory's fd.
 struct Record {
     removal: Option<audit::RemovalId>,
     path: Vec<u8>,
     outcome: Outcome,
     took: Duration,
+    top: Option<OwnedFd>,
 }
 
 impl Record {
     fn write(self, peer: &PeerCredentials, id: RequestId, service: &Service) {
+        if let Some(top) = self.top {
+            // The last close of a removed directory frees its inode (up to
+            // 2 ms on ext4): on a blocking thread, so neither this client
+            // nor the runtime's other connections wait for it.
+            tokio::task::spawn_blocking(move || drop(top));
+        }
         service.stats.record(&self.outcome, self.took);
         let actor = audit::Actor::Peer(peer, id);
         audit::removal(actor, self.removal, &self.path, &self.outcome, self.took);
