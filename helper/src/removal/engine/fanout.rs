@@ -92,6 +92,8 @@ pub(super) fn empty_tree_with(
     let mut ended = Ended::default();
     // The workers' ordinary failures, held aside for the sequential pass.
     let mut aside = Report::default();
+    // The top's own walk (few subdirectories) left nothing.
+    let mut walked = false;
     if workers > 1 && seek(top, SeekFrom::Start(0)).is_ok() {
         let mut buf = [MaybeUninit::<u8>::uninit(); 32 * 1024];
         let mut listing = RawDir::new(top, &mut buf);
@@ -100,26 +102,24 @@ pub(super) fn empty_tree_with(
         // passed deadline, ends the fan-out and leaves the rest (and the
         // report) to the sequential walk.
         let mut left = pass_cap(fstat(top).map_or(0, |st| st.st_size));
+        let mut wide = false;
         loop {
             let more = batch.fill(&mut listing, top, options, &mut left, report);
-            if batch.len() > 0 {
-                // Few subdirectories: this thread starts alone, and starts
-                // others only if a walk below meets a wide directory.
-                let start = if batch.len() >= MIN_SUBDIRS {
-                    workers
-                } else {
-                    1
-                };
-                ended.add(fan_out(
-                    top,
-                    &batch,
-                    options,
-                    (workers, start),
-                    report,
-                    &mut aside,
-                ));
+            // The first batch decides: with many subdirectories, every
+            // worker starts on them at once.
+            wide |= batch.len() >= MIN_SUBDIRS;
+            if wide {
+                let (e, _) = fan_out(top, Some(&batch), options, workers, report, &mut aside);
+                ended.add(e);
+            } else if batch.len() > 0 {
+                // A few: this thread walks the top itself (chunks go under
+                // the top, as in the sequential walk) and starts others
+                // only when a walk meets a wide directory below.
+                let (e, all) = fan_out(top, None, options, workers, report, &mut aside);
+                ended.add(e);
+                walked = all;
             }
-            if !more || ended.stop {
+            if !more || !wide || ended.stop {
                 break;
             }
             batch.clear();
@@ -130,7 +130,7 @@ pub(super) fn empty_tree_with(
     if ended.stop {
         return false;
     }
-    let emptied = empty_tree(top, options, report);
+    let emptied = walked || empty_tree(top, options, report);
     // Nothing left to meet, yet a worker failed: what it failed on is no
     // longer in the tree (moved out meanwhile). Said, as the sequential walk
     // would; when the pass left something, it reported that itself, and the
@@ -269,19 +269,26 @@ impl Share for Hands<'_, '_> {
     }
 }
 
-/// The top's subdirectories in `subdirs` are taken off a shared index by
-/// `workers.1` workers at first, up to `workers.0`, this thread being one;
-/// then they steal from each other until nothing is left (or one of them
-/// hits the removal's limits). Returns what ended walks early; the
-/// workers' ordinary failures go to `aside`.
+/// With `subdirs`, the top's subdirectories there are taken off a shared
+/// index by up to `workers` workers, this thread being one; without, this
+/// thread walks the top itself, and starts others when a walk meets a
+/// wide directory. Then they steal from each other until nothing is left
+/// (or one of them hits the removal's limits). Returns what ended walks
+/// early, and whether the top's own walk left it empty; the workers'
+/// ordinary failures go to `aside`.
 fn fan_out(
     top: BorrowedFd<'_>,
-    subdirs: &Batch,
+    subdirs: Option<&Batch>,
     options: &WalkOptions,
-    (workers, start): (usize, usize),
+    workers: usize,
     report: &mut Report,
     aside: &mut Report,
-) -> Ended {
+) -> (Ended, bool) {
+    let none = Batch::default();
+    let (subdirs, start) = match subdirs {
+        Some(batch) => (batch, workers),
+        None => (&none, 1),
+    };
     let workers = workers.max(1);
     // The fd budget is shared: a quarter for published directories, and
     // each worker gets its slice of the rest for its ring and the
@@ -299,12 +306,14 @@ fn fan_out(
         pool: Pool::new(published, workers - 1),
         results: Mutex::new(Vec::new()),
     };
-    std::thread::scope(|scope| {
+    let walked = std::thread::scope(|scope| {
         let hands = Hands { scope, job: &job };
         for _ in 1..start.min(subdirs.len()) {
             hands.more_hands();
         }
+        let walked = start == 1 && walk_top(&hands);
         work(hands);
+        walked
     });
     let reports = job
         .results
@@ -319,7 +328,25 @@ fn fan_out(
         report.merge(r);
         aside.merge(others);
     }
-    ended
+    (ended, walked)
+}
+
+/// Walk the top itself, publishing to the workers it starts; its failures
+/// sorted as a worker's. Returns whether it left the top empty.
+fn walk_top(hands: &Hands<'_, '_>) -> bool {
+    let job = hands.job;
+    let stealing = Stealing {
+        share: hands,
+        base: Vec::new(),
+        inherit: None,
+    };
+    let mut walk = Report::default();
+    let emptied = empty_subtree(job.top, 0, Some(stealing), &job.options, &mut walk);
+    let (mut kept, mut others) = (Report::default(), Report::default());
+    sort(walk, None, &job.pool, &mut kept, &mut others);
+    let mut results = job.results.lock().unwrap_or_else(PoisonError::into_inner);
+    results.push((kept, others));
+    emptied
 }
 
 /// One worker: takes the top's subdirectories, then stolen ones, until
@@ -411,19 +438,30 @@ fn deal_with(hands: &Hands<'_, '_>, unit: Unit<'_>, kept: &mut Report, others: &
     if emptied && unlinkat(parent, name, AtFlags::REMOVEDIR).is_ok() {
         report.stats.entries += 1;
     }
+    sort(report, Some(&path), &hands.job.pool, kept, others);
+}
+
+/// Sort a walk's report (of the subdirectory at `path`, or of the top):
+/// what it removed and what ended it go to `kept`, its ordinary failures
+/// to `others` (see [`empty_tree_parallel`]). The removal's limits stop
+/// every worker.
+fn sort(report: Report, path: Option<&[u8]>, pool: &Pool, kept: &mut Report, others: &mut Report) {
     kept.stats.entries += report.stats.entries;
     kept.stats.bytes += report.stats.bytes;
     others.omitted += report.omitted;
     for f in report.failures {
-        let mut at = path.clone();
-        at.push(b'/');
+        let mut at = Vec::new();
+        if let Some(path) = path {
+            at.extend_from_slice(path);
+            at.push(b'/');
+        }
         at.extend_from_slice(&f.path);
         if !ends_walk(&f) {
             others.fail(f.op, f.cause, || at);
             continue;
         }
         if !moved(f.op) {
-            hands.job.pool.halt();
+            pool.halt();
         }
         kept.fail(f.op, f.cause, || at);
     }
