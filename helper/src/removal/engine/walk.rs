@@ -25,6 +25,12 @@
 //! operation then stays within [`FLATTEN_AT`] levels of the top, so a chain
 //! costs linear time and constant memory; `max_depth` still counts levels
 //! as the tenant built them.
+//!
+//! Inside the parallel fan-out a walk also shares its work: while another
+//! worker is idle, it hands about half of the subdirectory names its
+//! current directory holds to that worker (see [`super::steal`]), and
+//! leaves a directory whose handed-out subdirectories are still being
+//! worked on for the fan-out's final pass rather than listing it again.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
