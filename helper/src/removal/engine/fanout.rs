@@ -34,7 +34,7 @@
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Scope;
@@ -260,10 +260,10 @@ impl Share for Hands<'_, '_> {
         let hands = *self;
         // No thread (EAGAIN): the others do the work.
         let _ = std::thread::Builder::new().spawn_scoped(self.scope, move || {
-            if hands.job.pool.enter() {
-                // A panic is the worker's alone: what it left is met by
-                // the final pass, and the removal goes on.
-                let _ = catch_unwind(AssertUnwindSafe(|| work(hands)));
+            if hands.job.pool.enter() && catch_unwind(AssertUnwindSafe(|| work(hands))).is_err() {
+                // A bug: the others must not wait for this worker. What it
+                // left is met by the final pass.
+                hands.job.pool.halt();
             }
         });
     }
@@ -308,13 +308,22 @@ fn fan_out(
     };
     let walked = std::thread::scope(|scope| {
         let hands = Hands { scope, job: &job };
-        for _ in 1..start.min(subdirs.len()) {
-            hands.more_hands();
+        let walked = catch_unwind(AssertUnwindSafe(|| {
+            for _ in 1..start.min(subdirs.len()) {
+                hands.more_hands();
+            }
+            let walked = start == 1 && walk_top(&hands);
+            work(hands);
+            walked
+        }));
+        // A bug here: the workers must not wait for this thread before
+        // the scope lets the panic go on.
+        if walked.is_err() {
+            job.pool.halt();
         }
-        let walked = start == 1 && walk_top(&hands);
-        work(hands);
         walked
     });
+    let walked = walked.unwrap_or_else(|panic| resume_unwind(panic));
     let reports = job
         .results
         .into_inner()

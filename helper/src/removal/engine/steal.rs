@@ -51,11 +51,28 @@ pub(super) trait Share {
 /// more than one holder means that directory is not done with yet.
 pub(super) struct Pending {
     _above: Option<Arc<Pending>>,
+    /// Tokens above this one: see [`MAX_NESTING`].
+    nesting: usize,
 }
+
+/// Tokens above one another, at most: workers stealing back and forth down
+/// a deep tree would otherwise chain a token per level (memory, and a
+/// recursive drop as deep as the tree). A walk this deep in stolen work
+/// keeps its subdirectories to itself.
+const MAX_NESTING: usize = 1024;
 
 impl Pending {
     pub(super) fn under(above: Option<Arc<Pending>>) -> Arc<Pending> {
-        Arc::new(Pending { _above: above })
+        let nesting = above.as_ref().map_or(0, |p| p.nesting + 1);
+        Arc::new(Pending {
+            _above: above,
+            nesting,
+        })
+    }
+
+    /// Whether a walk of work stolen below `token` may publish in turn.
+    pub(super) fn may_nest(token: Option<&Arc<Pending>>) -> bool {
+        token.is_none_or(|p| p.nesting < MAX_NESTING)
     }
 
     /// Whether anything stolen from the directory holding `token` is still

@@ -369,6 +369,9 @@ impl Walk<'_> {
         };
         let share = stealing.share;
         let pool = share.pool();
+        if !Pending::may_nest(stealing.inherit.as_ref()) {
+            return;
+        }
         let pending = &self.stack[depth].pending;
         if !pool.hungry() {
             if pool.may_grow() && at_least(pending, MIN_SIBLINGS) {
