@@ -1,7 +1,9 @@
 //! Section "engine" (issue 13): deep chains under the deployed sandbox, a
-//! flat directory with and without byte counting, how a wide tree scales
-//! with cores (`taskset`), and what `vmrm rm` as a process spends on
-//! start-up. Every row is a ratio against GNU rm measured in the same run.
+//! flat directory with and without byte counting, a wide tree one level
+//! below the top (where only work stealing spreads the work), how wide
+//! trees scale with cores (`taskset`), and what `vmrm rm` as a process
+//! spends on start-up. Every row is a ratio against GNU rm measured in the
+//! same run.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -26,6 +28,18 @@ fn gnu_rm(top: &Path, cpus: Option<&str>) -> Option<Duration> {
     let ok = cmd.arg("-rf").arg(top).status().is_ok_and(|s| s.success());
     let took = t.elapsed();
     (ok && !top.exists()).then_some(took)
+}
+
+/// A new `prefix/vm-...` holding one directory that holds `dirs`
+/// directories of `files` empty files each: the top has a single
+/// subdirectory, so spreading the work takes stealing below the top.
+fn one_below(prefix: &Path, dirs: usize, files: usize) -> std::path::PathBuf {
+    let top = trees::unique(prefix);
+    if let Err(e) = std::fs::create_dir(&top) {
+        panic!("mkdir {}: {e}", top.display());
+    }
+    drop(trees::wide(&top, dirs, files));
+    top
 }
 
 fn via(daemon: &Daemon, top: &Path) -> Option<Duration> {
@@ -161,46 +175,80 @@ pub fn engine(
         &rm,
     );
 
-    // Cores: the whole helper (every thread) and rm pinned to 1 or 2 CPUs.
+    // Wide, one level below the top: top -> one dir -> dirs x files.
     let (dirs, files) = if plan.million {
         (1_000, 1_000)
     } else {
         (100, 1_000)
     };
+    eprintln!("  one below");
+    let (ours, rm) = pairs(
+        reps,
+        || one_below(prefix, dirs, files),
+        |t| via(&deployed, t),
+        |t| gnu_rm(t, None),
+    )?;
+    let name = format!(
+        "{} files in {} directories one level below the top",
+        thousands(dirs * files),
+        thousands(dirs)
+    );
+    let ratio = row(md, &name, &ours, &rm);
+    if plan.million {
+        targets.push(crate::target(
+            "1,000,000 files in 1,000 directories one level below the top ≤ 0.6x GNU rm",
+            format!("{ratio:.2}x"),
+            ratio <= 0.6,
+        ));
+    }
+
+    // Cores: the whole helper (every thread) and rm pinned to 1 or 2 CPUs,
+    // for both wide shapes: directories right under the top, and one level
+    // below it.
     let _ = writeln!(
         md,
-        "\n**Scaling with cores** ({} files in {} directories, tmpfs; helper pinned with \
-         `taskset -a -p`, rm with `taskset -c`):\n",
+        "\n**Scaling with cores** ({} files in {} directories, under the top or one level \
+         below it; tmpfs; helper pinned with `taskset -a -p`, rm with `taskset -c`):\n",
         thousands(dirs * files),
         thousands(dirs)
     );
     let _ = writeln!(
         md,
-        "| CPUs | vmrmd | GNU rm | vmrmd / rm |\n|---|---|---|---|"
+        "| shape | CPUs | vmrmd | GNU rm | vmrmd / rm |\n|---|---|---|---|---|"
     );
-    let mut one_cpu = None;
-    for cpus in ["0", "0,1"] {
-        eprintln!("  cores {cpus}");
-        pin(deployed.pid(), cpus)?;
-        let (ours, rm) = pairs(
-            plan.reps.clamp(1, 3),
-            || trees::wide(prefix, dirs, files),
-            |t| via(&deployed, t),
-            |t| gnu_rm(t, Some(cpus)),
-        )?;
-        let n = cpus.split(',').count();
-        row(md, &n.to_string(), &ours, &rm);
-        match one_cpu {
-            None => one_cpu = Some(median(&ours)),
-            Some(one) => {
-                let _ = writeln!(
-                    md,
-                    "\nvmrmd on 2 CPUs takes {:.2}x its time on 1.\n",
-                    median(&ours).as_secs_f64() / Duration::as_secs_f64(&one)
-                );
+    let mut notes = String::new();
+    for (shape, below) in [("under the top", false), ("one level below", true)] {
+        let mut one_cpu = None;
+        for cpus in ["0", "0,1"] {
+            eprintln!("  cores {cpus}, {shape}");
+            pin(deployed.pid(), cpus)?;
+            let (ours, rm) = pairs(
+                plan.reps.clamp(1, 3),
+                || {
+                    if below {
+                        one_below(prefix, dirs, files)
+                    } else {
+                        trees::wide(prefix, dirs, files)
+                    }
+                },
+                |t| via(&deployed, t),
+                |t| gnu_rm(t, Some(cpus)),
+            )?;
+            let n = cpus.split(',').count();
+            row(md, &format!("{shape} | {n}"), &ours, &rm);
+            match one_cpu {
+                None => one_cpu = Some(median(&ours)),
+                Some(one) => {
+                    let _ = writeln!(
+                        notes,
+                        "vmrmd on 2 CPUs takes {:.2}x its time on 1 ({shape}).",
+                        median(&ours).as_secs_f64() / Duration::as_secs_f64(&one)
+                    );
+                }
             }
         }
     }
+    let _ = writeln!(md, "\n{notes}");
     pin(deployed.pid(), "0-63").or_else(|_| pin(deployed.pid(), "0,1"))?;
 
     // CLI start-up: the process alone, then the process removing an empty

@@ -12,6 +12,7 @@ mod descend;
 mod fanout;
 mod owners;
 mod report;
+mod steal;
 mod top;
 mod walk;
 

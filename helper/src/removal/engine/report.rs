@@ -11,6 +11,8 @@ pub struct Report {
     pub failures: Vec<Failure>,
     /// Failures beyond the listed ones.
     pub omitted: u64,
+    /// Subdirectories a worker took from another's walk (work stealing).
+    pub stolen: u64,
 }
 
 impl Report {
@@ -48,6 +50,7 @@ impl Report {
         self.stats.entries += other.stats.entries;
         self.stats.bytes += other.stats.bytes;
         self.omitted += other.omitted;
+        self.stolen += other.stolen;
         for f in other.failures {
             if self.failures.len() < MAX_REPORTED_FAILURES {
                 self.failures.push(f);

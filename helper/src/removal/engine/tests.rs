@@ -326,3 +326,229 @@ fn a_deep_chain_is_moved_up_in_chunks_and_removed_with_its_depth_counted() {
     // Levels 1..=300 are still there (a chunk holds the part below 16).
     assert_eq!(count_entries(&top), 1);
 }
+
+/// `top/one/` holding `dirs` directories of `files` files each: the top has
+/// one subdirectory, so only stealing below it spreads the work.
+fn one_below(top: &std::path::Path, dirs: usize, files: usize) -> usize {
+    let one = top.join("one");
+    fs::create_dir_all(&one).unwrap();
+    let fd = open_dir(&one);
+    for d in 0..dirs {
+        let name = format!("d{d:05}");
+        mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+        vmrm_testkit::files(open_dir(&one.join(&name)).as_fd(), files, "f");
+    }
+    1 + dirs + dirs * files
+}
+
+#[test]
+fn one_subdirectory_holding_many_is_spread_by_stealing() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-steal");
+    let expected = one_below(&top, 300, 40);
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    assert!(
+        fanout::empty_tree_with(fd.as_fd(), &options(8), &mut report, 2),
+        "{report:?}"
+    );
+    assert_eq!(report.stats.entries, expected as u64);
+    assert_eq!(count_entries(&top), 0);
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert!(report.stolen > 0, "nothing was stolen: {report:?}");
+}
+
+/// Wide directories at several depths below `top/one`, with chains deeper
+/// than the flattening depth among them. Returns the entries it made.
+fn deep_and_wide(top: &std::path::Path) -> usize {
+    let mut expected = 0;
+    let mut level = top.join("one");
+    for depth in 0..5 {
+        fs::create_dir_all(&level).unwrap();
+        expected += 1;
+        for d in 0..40 {
+            let dir = level.join(format!("w{d}"));
+            fs::create_dir(&dir).unwrap();
+            vmrm_testkit::files(open_dir(&dir).as_fd(), 20, "f");
+            expected += 21;
+            if d % 10 == 0 {
+                let bottom = vmrm_testkit::chain(&dir, 30 + depth, None);
+                vmrm_testkit::files(bottom.as_fd(), 3, "leaf");
+                expected += 30 + depth + 3;
+            }
+        }
+        level.push("next");
+    }
+    expected
+}
+
+/// Deep and wide at once, with 2 and 4 workers on small fd-ring slices:
+/// every entry is counted once and nothing is left.
+#[test]
+fn deep_and_wide_mixes_are_stolen_from_at_every_level() {
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-mix");
+    fs::create_dir(&top).unwrap();
+    let fd = open_dir(&top);
+    for (workers, ring) in [(2, 8), (4, 8), (4, 32)] {
+        let expected = deep_and_wide(&top);
+        let mut report = Report::default();
+        assert!(
+            fanout::empty_tree_with(fd.as_fd(), &options(ring), &mut report, workers),
+            "{report:?}"
+        );
+        assert_eq!(report.stats.entries, expected as u64, "{report:?}");
+        assert_eq!(count_entries(&top), 0);
+        assert!(report.failures.is_empty(), "{report:?}");
+    }
+}
+
+/// The attack: a subtree is moved out of the tree while a worker (maybe a
+/// thief) is inside it. The walk must notice when it comes back up
+/// (`..` is no longer the directory it left), say `moved`, and never touch
+/// the directory it was moved into.
+#[test]
+fn a_stolen_subtree_moved_out_mid_walk_ends_moved_and_touches_nothing_outside() {
+    const LEVELS: usize = 12;
+    const BOTTOM: usize = 20_000;
+    let base = tempfile::tempdir().unwrap();
+    let outside = base.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("canary"), b"keep me").unwrap();
+    let top = base.path().join("vm-moved");
+    one_below(&top, 64, 20);
+    let chain_top = top.join("one/c");
+    fs::create_dir(&chain_top).unwrap();
+    let bottom_fd = vmrm_testkit::chain(&chain_top, LEVELS, None);
+    vmrm_testkit::files(bottom_fd.as_fd(), BOTTOM, "f");
+    drop(bottom_fd);
+    let (mut bottom, mut middle) = (chain_top.clone(), chain_top.clone());
+    for level in 0..LEVELS {
+        bottom.push("d");
+        if level < LEVELS / 2 {
+            middle.push("d");
+        }
+    }
+    let moved_to = outside.join("moved");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    let (emptied, moved) = std::thread::scope(|s| {
+        let attacker = s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let left = fs::read_dir(&bottom).map(|d| d.count()).unwrap_or(BOTTOM);
+                if left < BOTTOM - 1000 {
+                    return fs::rename(&middle, &moved_to).is_ok();
+                }
+            }
+            false
+        });
+        let emptied = fanout::empty_tree_with(fd.as_fd(), &options(8), &mut report, 2);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (emptied, attacker.join().unwrap())
+    });
+    assert!(moved, "the move did not happen mid-walk: {report:?}");
+    assert!(!emptied, "moved out mid-walk, yet emptied: {report:?}");
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.op == FailedOp::Reopen && f.cause == Cause::Limit(Limit::Moved)),
+        "{report:?}"
+    );
+    assert_eq!(fs::read(outside.join("canary")).unwrap(), b"keep me");
+    assert!(moved_to.is_dir());
+}
+
+/// The attack: a published subdirectory is swapped for a symlink to a
+/// directory outside the tree between its publication and its theft. The
+/// link is unlinked as a link, never followed.
+#[test]
+fn a_symlink_swapped_for_a_published_child_is_never_followed() {
+    let base = tempfile::tempdir().unwrap();
+    let outside = base.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    for i in 0..20 {
+        fs::write(outside.join(format!("canary{i}")), b"keep me").unwrap();
+    }
+    let top = base.path().join("vm-swap");
+    one_below(&top, 400, 20);
+    let one = top.join("one");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    let swaps = std::thread::scope(|s| {
+        let attacker = s.spawn(|| {
+            let mut swaps = 0;
+            // From the end of the listing backwards: what the walk has
+            // listed but not dealt with, or published.
+            for d in (0..400).rev() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let name = one.join(format!("d{d:05}"));
+                let aside = one.join(format!("x{d:05}"));
+                if fs::rename(&name, &aside).is_ok() && symlink(&outside, &name).is_ok() {
+                    swaps += 1;
+                }
+            }
+            swaps
+        });
+        let emptied = fanout::empty_tree_with(fd.as_fd(), &options(8), &mut report, 2);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let swaps = attacker.join().unwrap();
+        assert!(emptied || !report.failures.is_empty(), "{report:?}");
+        swaps
+    });
+    assert!(swaps > 0);
+    for i in 0..20 {
+        assert_eq!(
+            fs::read(outside.join(format!("canary{i}"))).unwrap(),
+            b"keep me"
+        );
+    }
+    // Whatever the race left, a second pass removes it, links as links.
+    let mut report = Report::default();
+    assert!(
+        fanout::empty_tree_with(fd.as_fd(), &options(8), &mut report, 2),
+        "{report:?}"
+    );
+    assert_eq!(count_entries(&top), 0);
+    assert_eq!(count_entries(&outside), 20);
+}
+
+/// The attack: another user's directory among the subdirectories a walk
+/// publishes. The thief opens it with the same owner rule, so it is left
+/// untouched, with everything in it, and reported `foreign_owner` once.
+/// (Needs root to give it away; skipped otherwise.)
+#[test]
+fn a_foreign_directory_among_published_children_is_left_untouched() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to chown");
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let top = base.path().join("vm-foreign");
+    let expected = one_below(&top, 300, 20);
+    let foreign = top.join("one/d00150");
+    std::os::unix::fs::chown(&foreign, Some(4243), Some(4243)).unwrap();
+    let fd = open_dir(&top);
+    let mut report = Report::default();
+    assert!(!fanout::empty_tree_with(
+        fd.as_fd(),
+        &options(8),
+        &mut report,
+        2
+    ));
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    let failure = &report.failures[0];
+    assert_eq!(
+        failure.cause,
+        Cause::Limit(Limit::ForeignOwner { owner: 4243 }),
+        "{report:?}"
+    );
+    assert_eq!(failure.path, b"one/d00150");
+    assert_eq!(count_entries(&top.join("one")), 1);
+    assert_eq!(count_entries(&foreign), 20);
+    assert_eq!(report.stats.entries, (expected - 1 - 21) as u64);
+}

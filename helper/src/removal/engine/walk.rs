@@ -25,6 +25,12 @@
 //! operation then stays within [`FLATTEN_AT`] levels of the top, so a chain
 //! costs linear time and constant memory; `max_depth` still counts levels
 //! as the tenant built them.
+//!
+//! Inside the parallel fan-out a walk also shares its work: while another
+//! worker is idle, it hands about half of the subdirectory names its
+//! current directory holds to that worker (see [`super::steal`]), and
+//! leaves a directory whose handed-out subdirectories are still being
+//! worked on for the fan-out's final pass rather than listing it again.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -36,11 +42,12 @@ use rustix::io::Errno;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use vmrm_proto::{Cause, FailedOp, Limit};
 
 use super::descend::{open_child, open_owned_child, pass_cap, reopen_parent, EnterError, Identity};
 use super::descend::{Opened, ReopenError};
+use super::steal::{at_least, split_point, Pending, Share, MIN_SIBLINGS};
 use super::{Owners, Report};
 
 /// Bounds on one walk.
@@ -145,6 +152,12 @@ struct Frame {
     /// Something beneath could not be removed, so this directory cannot be
     /// either; its own `rmdir` failure would only repeat that.
     failed: bool,
+    /// Held while subdirectories it published are being worked on by
+    /// other workers (see [`super::steal`]).
+    published: Option<Arc<Pending>>,
+    /// Something beneath is still being worked on by another worker: left
+    /// for the final sequential pass, not a failure.
+    deferred: bool,
 }
 
 impl Frame {
@@ -168,6 +181,8 @@ impl Frame {
             round,
             pass_left: pass_cap,
             failed: false,
+            published: None,
+            deferred: false,
         }
     }
 }
@@ -194,12 +209,38 @@ enum Chunk {
 /// Empty the directory `top` (remove everything inside it, not `top` itself).
 /// Returns `true` when nothing is left inside.
 pub fn empty_tree(top: BorrowedFd<'_>, options: &WalkOptions, report: &mut Report) -> bool {
+    empty_subtree(top, 0, None, options, report)
+}
+
+/// A walk that shares its work with idle workers (see [`super::steal`]).
+pub(super) struct Stealing<'a> {
+    pub share: &'a dyn Share,
+    /// The walk's top relative to the removal's top (for failure reports
+    /// from what others take).
+    pub base: Vec<u8>,
+    /// The token of the directory this walk's top was stolen from, if any:
+    /// what this walk publishes holds it too.
+    pub inherit: Option<Arc<Pending>>,
+}
+
+/// Empty `top`, `level` levels below the removal's top, publishing
+/// subdirectories to idle workers when `stealing` says how. Returns `true`
+/// when nothing is left inside; `false` also when something published is
+/// still being worked on (not a failure: no report, and the fan-out's
+/// final pass meets what is left).
+pub(super) fn empty_subtree(
+    top: BorrowedFd<'_>,
+    level: usize,
+    stealing: Option<Stealing<'_>>,
+    options: &WalkOptions,
+    report: &mut Report,
+) -> bool {
     let cap = pass_cap(fstat(top).map_or(0, |st| st.st_size));
     let mut first = Frame::new(
         Slot::Top,
         Identity::default(),
         CString::default(),
-        0,
+        level,
         0,
         cap,
     );
@@ -214,6 +255,7 @@ pub fn empty_tree(top: BorrowedFd<'_>, options: &WalkOptions, report: &mut Repor
         buf: Vec::with_capacity(LISTING_BUFFER),
         pending_bytes: 0,
         options,
+        stealing,
         clock: Clock {
             ticks: 0,
             progress_at: now,
@@ -235,6 +277,7 @@ struct Walk<'a> {
     /// Sum of the frames' `pending` lengths.
     pending_bytes: usize,
     options: &'a WalkOptions,
+    stealing: Option<Stealing<'a>>,
     report: &'a mut Report,
     clock: Clock,
 }
@@ -283,6 +326,9 @@ impl Walk<'_> {
                     continue;
                 }
             }
+            if self.stealing.is_some() && !self.stack[depth].pending.is_empty() {
+                self.offer(depth);
+            }
             if let Some(name) = self.pop_pending(depth) {
                 // Among siblings, try `rmdir` first: in a wide directory of
                 // empty subdirectories that is all each one costs. An only
@@ -304,11 +350,56 @@ impl Walk<'_> {
                 continue;
             }
             if depth == 0 {
-                return !self.stack[0].failed;
+                let top = &self.stack[0];
+                return !top.failed && !unfinished(top);
             }
             if !self.ascend() {
                 return false;
             }
+        }
+    }
+
+    /// Hand about half of the subdirectory names the frame at `depth`
+    /// holds to idle workers, if any wait (the walk keeps the rest, and the
+    /// last one at least). A wide directory met while the removal may
+    /// still start a worker starts one, which will be hungry.
+    fn offer(&mut self, depth: usize) {
+        let Some(stealing) = &self.stealing else {
+            return;
+        };
+        let share = stealing.share;
+        let pool = share.pool();
+        if !Pending::may_nest(stealing.inherit.as_ref()) {
+            return;
+        }
+        let pending = &self.stack[depth].pending;
+        if !pool.hungry() {
+            if pool.may_grow() && at_least(pending, MIN_SIBLINGS) {
+                share.more_hands();
+            }
+            return;
+        }
+        let Some(split) = split_point(pending, pool.room()) else {
+            return;
+        };
+        let mut path = stealing.base.clone();
+        let here = rel(&self.stack, depth, None);
+        if !path.is_empty() && !here.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(&here);
+        let inherit = stealing.inherit.clone();
+        let frame = &mut self.stack[depth];
+        let token = Arc::clone(
+            frame
+                .published
+                .get_or_insert_with(|| Pending::under(inherit)),
+        );
+        let level = frame.level + 1;
+        let fd = frame_fd(frame, self.top);
+        if pool.publish(fd, path, level, token, &frame.pending[..split]) {
+            frame.pending.drain(..split);
+            self.pending_bytes -= split;
         }
     }
 
@@ -654,6 +745,12 @@ impl Walk<'_> {
             self.stack[depth].failed = true;
             return true;
         }
+        // Another worker is still in there: removing it now would find it
+        // not empty and list it again alongside that worker.
+        if child.deferred || child.published.as_ref().is_some_and(Pending::outstanding) {
+            self.stack[depth].deferred = true;
+            return true;
+        }
         let parent = self.fd_of(depth);
         match unlinkat(parent, &child.name, AtFlags::REMOVEDIR) {
             Ok(()) => self.report.stats.entries += 1,
@@ -695,6 +792,11 @@ impl Walk<'_> {
         self.report.fail(op, cause, || path);
         self.stack[depth].failed = true;
     }
+}
+
+/// Whether something below `frame` is still being worked on elsewhere.
+fn unfinished(frame: &Frame) -> bool {
+    frame.deferred || frame.published.as_ref().is_some_and(Pending::outstanding)
 }
 
 /// The fd of a frame that is (or is about to be) listed.
