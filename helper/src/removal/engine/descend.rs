@@ -76,12 +76,12 @@ pub(super) struct Opened {
 }
 
 /// Entries one listing pass of a directory may yield before the walk calls
-/// it a tree that keeps growing. On tmpfs (before Linux 6.6) and btrfs
-/// (before 6.5), entries created during a listing land after the cursor,
-/// so a tenant creating files as fast as they are removed would keep one
-/// pass going until the deadline; newer kernels end a listing at the
-/// entries it began with, and a refilled directory meets `max_rounds`
-/// instead (tests/tests/progress.rs accepts either bound). A
+/// it a tree that keeps growing. On some kernels' tmpfs and btrfs, entries
+/// created during a listing land after the cursor, so a tenant creating
+/// files as fast as they are removed would keep one pass going until the
+/// deadline; recent kernels end a listing at the entries it began with (seen
+/// on 6.18), and a refilled directory meets `max_rounds` instead
+/// (tests/tests/progress.rs accepts either bound). A
 /// directory's size bounds its entries at open (tmpfs counts 20 bytes an
 /// entry, ext4 at least 12, btrfs 2 per name byte), so half its size is a
 /// generous bound; the floor keeps filesystems whose directory sizes mean
