@@ -142,14 +142,6 @@ fn runner_owned_private_dirs_are_entered_only_when_configured() {
     assert_eq!(tree::entries(&dir), Some(1));
 }
 
-/// Files at the bottom of the chain: long enough to move mid-walk.
-const BOTTOM_FILES: usize = 20_000;
-
-/// Levels of the chain: above the depth where the walk moves subtrees up to
-/// chunks under the top, so the subtree is still where the tenant built it
-/// when it is moved.
-const CHAIN_LEVELS: usize = 12;
-
 /// The attack: a subdirectory moved out of the tree (outside the prefixes)
 /// mid-walk (CVE-2002-0435) gives the same truthful failure whether the top
 /// has one subdirectory (sequential walk) or many (parallel fan-out, which
@@ -169,37 +161,13 @@ fn fan_out_reports_a_subtree_moved_out_at_any_width() {
         let top = tree::empty_workdir(&f.sticky, 0);
         let chain_top = top.join("c");
         fs::create_dir(&chain_top).unwrap();
-        tree::chain(&chain_top, CHAIN_LEVELS);
         for i in 1..width {
             fs::create_dir(top.join(format!("e{i}"))).unwrap();
             fs::write(top.join(format!("e{i}/f")), b"").unwrap();
         }
-        let mut bottom = chain_top.clone();
-        let mut middle = chain_top.clone();
-        for level in 0..CHAIN_LEVELS {
-            bottom.push("d");
-            if level < CHAIN_LEVELS / 2 {
-                middle.push("d");
-            }
-        }
-        for i in 0..BOTTOM_FILES {
-            fs::write(bottom.join(format!("f{i}")), b"").unwrap();
-        }
         let moved_to = f.outside.join(format!("moved-{width}"));
         let (outcome, moves) = attack::during(
-            {
-                let (middle, moved_to) = (middle.clone(), moved_to.clone());
-                let mut done = false;
-                move || {
-                    // As soon as the bottom starts emptying, move the middle
-                    // of the chain (with the walk inside it) out of the tree.
-                    if !done && tree::entries(&bottom).is_some_and(|n| n < BOTTOM_FILES - 1000) {
-                        done = true;
-                        return fs::rename(&middle, &moved_to).is_ok();
-                    }
-                    false
-                }
-            },
+            attack::move_out_midway(&chain_top, moved_to.clone()),
             || d.client().remove(&top).unwrap(),
         );
         canary.assert_intact();

@@ -49,12 +49,6 @@ fn a_wide_tree_one_level_below_the_top_is_removed() {
     assert!(!top.exists());
 }
 
-/// Files at the bottom of the chain: long enough to move mid-walk.
-const BOTTOM_FILES: usize = 20_000;
-
-/// Levels of the chain, above the depth where subtrees move up to chunks.
-const CHAIN_LEVELS: usize = 12;
-
 /// The attack: a subtree among many published ones is moved out of the tree
 /// (outside the prefixes) while a worker, maybe a thief, is inside it
 /// (CVE-2002-0435). The removal fails truthfully (Landlock refuses every
@@ -71,30 +65,9 @@ fn a_stolen_subtree_moved_out_mid_walk_fails_and_touches_nothing_outside() {
     one_below(&top, 63, 20);
     let chain_top = top.join("one/c");
     fs::create_dir(&chain_top).unwrap();
-    tree::chain(&chain_top, CHAIN_LEVELS);
-    let (mut bottom, mut middle) = (chain_top.clone(), chain_top.clone());
-    for level in 0..CHAIN_LEVELS {
-        bottom.push("d");
-        if level < CHAIN_LEVELS / 2 {
-            middle.push("d");
-        }
-    }
-    for i in 0..BOTTOM_FILES {
-        fs::write(bottom.join(format!("f{i}")), b"").unwrap();
-    }
     let moved_to = f.outside.join("moved");
     let (outcome, moves) = attack::during(
-        {
-            let (middle, moved_to) = (middle.clone(), moved_to.clone());
-            let mut done = false;
-            move || {
-                if !done && tree::entries(&bottom).is_some_and(|n| n < BOTTOM_FILES - 1000) {
-                    done = true;
-                    return fs::rename(&middle, &moved_to).is_ok();
-                }
-                false
-            }
-        },
+        attack::move_out_midway(&chain_top, moved_to.clone()),
         || d.client().remove(&top).unwrap(),
     );
     canary.assert_intact();
