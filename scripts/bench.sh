@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark, in one command (as root, on a machine you can spare for a
-# quarter of an hour): installs sudo and qemu-utils when missing, builds the
+# good part of an hour): installs sudo and qemu-utils when missing, builds the
 # release binaries, and writes BENCHMARKS.md and benchmarks.svg at the top of
 # the repository. It creates a `vmrmbench` user and a NOPASSWD sudoers rule
 # for the run and removes both afterwards.
 #
-#   sudo scripts/bench.sh           # full run (about 15 minutes on 2 cores)
+#   sudo scripts/bench.sh           # full run (about 40 minutes on 2 cores)
 #   sudo scripts/bench.sh --quick   # smaller trees, fewer repetitions
 #   sudo scripts/bench.sh --only python   # one section (typical, tenants,
-#                                         # large, python)
+#                                         # large, engine, fairness, python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -24,6 +24,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 cargo build --release --locked -p vmrmd -p vmrm -p vmrm-bench
+# The vmrm command as shipped (statically linked); target/release/vmrm, the
+# dynamically linked one a plain `cargo build` makes, is measured beside it.
+VMRM_BENCH_CLI="$PWD/$(scripts/build-cli.sh)"
+export VMRM_BENCH_CLI
 # Section 5 runs the Python package as the service user: install it where
 # that user can read it, for an interpreter it can run.
 if command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; then

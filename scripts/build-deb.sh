@@ -14,13 +14,17 @@ if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
   cargo install --locked --version "$CARGO_DEB_VERSION" cargo-deb
 fi
 
-cargo build --release --locked -p vmrmd -p vmrm
+cargo build --release --locked -p vmrmd
+cli=$(scripts/build-cli.sh)
 
-# The assets that are not Cargo's: man pages (gzipped, as Debian policy
-# asks) and the units pointing at the packaged binaries.
+# The assets that are not Cargo's: vmrm as linked statically (it is built
+# for an explicit --target, so not where cargo-deb looks), man pages
+# (gzipped, as Debian policy asks) and the units pointing at the packaged
+# binaries.
 assets=target/debian-assets
 rm -rf "$assets"
-mkdir -p "$assets/man" "$assets/systemd"
+mkdir -p "$assets/bin" "$assets/man" "$assets/systemd"
+install -m 0755 "$cli" "$assets/bin/vmrm"
 cargo run --locked -q -p xtask -- man "$assets/man" >/dev/null
 gzip -9n "$assets"/man/*
 for unit in dist/systemd/*; do

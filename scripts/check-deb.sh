@@ -31,6 +31,7 @@ snapshot() {
   find /etc /usr /opt /var/lib /run -xdev \
     -path /var/lib/dpkg -prune -o -path /var/lib/apt -prune -o -path /run/user -prune -o \
     -path /var/lib/systemd/timers -prune -o -path /run/systemd/transient -prune -o \
+    -path /run/systemd/systemd-units-load -prune -o \
     -print 2>/dev/null | sort
 }
 before=$(mktemp); after=$(mktemp)
@@ -57,6 +58,8 @@ systemd-analyze verify --man=no /usr/lib/systemd/system/vmrmd.socket /usr/lib/sy
   /usr/lib/systemd/system/vmrm-textfile.service /usr/lib/systemd/system/vmrm-textfile.timer
 man -w vmrmd >/dev/null && man -w vmrm-rm >/dev/null || fail "man pages not found by man"
 /usr/bin/vmrm --version
+# The client ships linked statically (scripts/build-cli.sh): no dynamic loader at each start.
+ldd /usr/bin/vmrm 2>&1 | grep -q 'statically linked' || fail "/usr/bin/vmrm is dynamically linked"
 echo "installed: files, vmrmd user, vmrm group, enabled socket, valid config and units"
 
 echo "== the installed units under systemd as PID 1 of a private namespace"

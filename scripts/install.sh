@@ -15,11 +15,12 @@ if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-cargo build --release --locked -p vmrmd -p vmrm
+cargo build --release --locked -p vmrmd
+cli=$(scripts/build-cli.sh)   # vmrm, linked statically (see that script)
 cargo run --release --locked -q -p xtask -- man target/man >/dev/null
 
 install -D -m 0755 target/release/vmrmd "$DESTDIR$PREFIX/bin/vmrmd"
-install -D -m 0755 target/release/vmrm "$DESTDIR$PREFIX/bin/vmrm"
+install -D -m 0755 "$cli" "$DESTDIR$PREFIX/bin/vmrm"
 install -d "$DESTDIR$PREFIX/share/man/man1" "$DESTDIR$PREFIX/share/man/man8"
 install -m 0644 target/man/*.1 "$DESTDIR$PREFIX/share/man/man1/"
 install -m 0644 target/man/*.8 "$DESTDIR$PREFIX/share/man/man8/"

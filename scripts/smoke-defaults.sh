@@ -69,7 +69,7 @@ echo "$daemon"
 eval "$daemon" 2>"$log"
 pid=$!
 for _ in $(seq 1 300); do
-  [ -S "$socket" ] && ./target/release/vmrm --socket "$socket" ping >/dev/null 2>&1 && break
+  [ -S "$socket" ] && /usr/local/bin/vmrm --socket "$socket" ping >/dev/null 2>&1 && break
   kill -0 "$pid" 2>/dev/null || { echo "vmrmd exited:"; cat "$log"; exit 1; }
   sleep 0.1
 done

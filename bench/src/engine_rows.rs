@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::setup::{sibling, Daemon, Env};
+use crate::setup::{cli, sibling, Daemon, Env};
 use crate::summary::{median, median_ratio, show};
 use crate::{remove_via, thousands, trees, Plan};
 
@@ -253,72 +253,74 @@ pub fn engine(
 
     // CLI start-up: the process alone, then the process removing an empty
     // workdir, against the same for rm (as root, through the deployed helper).
-    let vmrm = sibling("vmrm");
+    // `vmrm` is the command as shipped (statically linked when run by
+    // scripts/bench.sh); the dynamically linked one from a plain `cargo
+    // build` is measured beside it to show what linking costs.
+    let vmrm = cli();
+    let dynamic = sibling("vmrm");
     let n = if plan.million { 200 } else { 50 };
-    let run = |what: &str| -> Result<Vec<Duration>, String> {
-        let mut times = Vec::new();
-        for _ in 0..n + 5 {
+    // (row label, program, its arguments before the workdir, removes one).
+    let version = ["--version"].as_slice();
+    let socket = deployed.socket.to_string_lossy().into_owned();
+    let rm_args = ["--socket", socket.as_str(), "rm"];
+    let rows: [(&str, &Path, &[&str], bool); 7] = [
+        ("`true`", Path::new("true"), &[], false),
+        ("`rm --version`", Path::new("rm"), version, false),
+        ("`vmrm --version`", &vmrm, version, false),
+        ("`rm -rf`", Path::new("rm"), &["-rf"], true),
+        ("`vmrm rm`", &vmrm, &rm_args, true),
+        (
+            "`vmrm --version`, dynamically linked",
+            &dynamic,
+            version,
+            false,
+        ),
+        ("`vmrm rm`, dynamically linked", &dynamic, &rm_args, true),
+    ];
+    // Interleaved, the order rotating each round, so that drift in the
+    // machine's state touches every row alike.
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); rows.len()];
+    eprintln!("  start-up: {} rows x {n}", rows.len());
+    for i in 0..n + 5 {
+        for k in 0..rows.len() {
+            let m = (i + k) % rows.len();
+            let (label, program, args, removes) = rows[m];
             let top = trees::wide(prefix, 0, 0);
-            let mut cmd = match what {
-                "true" => Command::new("true"),
-                "rm --version" => {
-                    let mut c = Command::new("rm");
-                    c.arg("--version");
-                    c
-                }
-                "vmrm --version" => {
-                    let mut c = Command::new(&vmrm);
-                    c.arg("--version");
-                    c
-                }
-                "rm -rf" => {
-                    let mut c = Command::new("rm");
-                    c.arg("-rf").arg(&top);
-                    c
-                }
-                _ => {
-                    let mut c = Command::new(&vmrm);
-                    c.arg("--socket").arg(&deployed.socket).arg("rm").arg(&top);
-                    c
-                }
-            };
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            if removes {
+                cmd.arg(&top);
+            }
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
             let t = Instant::now();
             let ok = cmd.status().is_ok_and(|s| s.success());
             let took = t.elapsed();
             if !ok {
-                return Err(format!("{what} failed"));
+                return Err(format!("{label} failed"));
             }
             let _ = std::fs::remove_dir(&top);
-            times.push(took);
+            if i >= 5 {
+                times[m].push(took);
+            }
         }
-        Ok(times.split_off(5))
-    };
-    let names = [
-        "true",
-        "rm --version",
-        "vmrm --version",
-        "rm -rf",
-        "vmrm rm",
-    ];
-    let mut times = Vec::new();
-    for name in names {
-        eprintln!("  start-up {name}");
-        times.push(run(name)?);
     }
     let _ = writeln!(
         md,
-        "\n**CLI start-up** (median of {n} runs, removing an empty workdir where it says so):\n"
+        "\n**CLI start-up** (median of {n} runs each, interleaved; removing an empty workdir where it says so; \
+         `vmrm` is the command as shipped, linked statically by `scripts/build-cli.sh`):\n"
     );
     let _ = writeln!(md, "| process | median |\n|---|---|");
-    for (name, t) in names.iter().zip(&times) {
-        let _ = writeln!(md, "| `{name}` | {} |", show(median(t)));
+    for ((label, ..), t) in rows.iter().zip(&times) {
+        let _ = writeln!(md, "| {label} | {} |", show(median(t)));
     }
-    let ratio = median(&times[4]).as_secs_f64() / median(&times[3]).as_secs_f64();
+    let ratio = median_ratio(&times[4], &times[3]);
+    let dynamic_ratio = median_ratio(&times[6], &times[3]);
     let _ = writeln!(
         md,
-        "\n`vmrm rm` / `rm -rf` = **{ratio:.2}x**; start-up alone (`--version`): vmrm {} vs rm {}.\n",
+        "\n`vmrm rm` / `rm -rf` = **{ratio:.2}x** ({dynamic_ratio:.2}x dynamically linked); \
+         start-up alone (`--version`): vmrm {} ({} dynamically linked) vs rm {}.\n",
         show(median(&times[2])),
+        show(median(&times[5])),
         show(median(&times[1]))
     );
     targets.push(crate::target(

@@ -194,6 +194,13 @@ pub fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// The `vmrm` command to measure: `$VMRM_BENCH_CLI` when set
+/// (`scripts/bench.sh` sets it to the statically linked one that ships), else
+/// the one built beside this binary.
+pub fn cli() -> PathBuf {
+    std::env::var_os("VMRM_BENCH_CLI").map_or_else(|| sibling("vmrm"), PathBuf::from)
+}
+
 /// A worker process, running as the service user: it reads one command a
 /// line (`lib PATH`, `quit`, ...) and answers with the nanoseconds it took.
 /// The Rust library and the Python package each have one; only how it is
@@ -232,7 +239,7 @@ impl Worker {
             .args(program)
             .arg("worker")
             .arg(socket)
-            .arg(sibling("vmrm"))
+            .arg(cli())
             .envs(vars.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
