@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the `vmrm` command as it ships: linked statically. A dynamically
-# linked vmrm spends about 0.4 ms of every start in the dynamic loader and in
+# linked vmrm spends about 0.3 ms of every start in the dynamic loader and in
 # libgcc_s's CPU probe (cpuid, a trap to the hypervisor in a VM): more than the
 # removal of a typical workdir. Static linking is only for the client; vmrmd
 # resolves account names through NSS and stays dynamically linked.
