@@ -41,11 +41,21 @@ impl Env {
         let sticky = base.join("sticky");
         let tmpfs = base.join("tmpfs");
         let ext4 = base.join("disk");
+        // From here on a failure drops `env`, whose Drop undoes what was done
+        // so far: a run that cannot start leaves no mount, user or sudoers rule.
+        let mut env = Env {
+            base,
+            sticky,
+            tmpfs,
+            ext4,
+            uid: 0,
+            created_user: false,
+        };
         for (dir, mode) in [
-            (&base, 0o755),
-            (&sticky, 0o1777),
-            (&tmpfs, 0o1777),
-            (&ext4, 0o1777),
+            (&env.base, 0o755),
+            (&env.sticky, 0o1777),
+            (&env.tmpfs, 0o1777),
+            (&env.ext4, 0o1777),
         ] {
             fs::create_dir_all(dir).map_err(|e| format!("{dir:?}: {e}"))?;
             fs::set_permissions(dir, fs::Permissions::from_mode(mode))
@@ -53,17 +63,17 @@ impl Env {
         }
         mount(
             Some("tmpfs"),
-            &tmpfs,
+            &env.tmpfs,
             Some("tmpfs"),
             MsFlags::empty(),
             Some("mode=1777,size=16g,nr_inodes=4m"),
         )
         .map_err(|e| format!("mount tmpfs: {e}"))?;
-        let created_user = nix::unistd::User::from_name(SERVICE_USER)
+        env.created_user = nix::unistd::User::from_name(SERVICE_USER)
             .ok()
             .flatten()
             .is_none();
-        if created_user {
+        if env.created_user {
             run(Command::new("useradd").args([
                 "--system",
                 "--user-group",
@@ -71,7 +81,7 @@ impl Env {
                 SERVICE_USER,
             ]))?;
         }
-        let uid = nix::unistd::User::from_name(SERVICE_USER)
+        env.uid = nix::unistd::User::from_name(SERVICE_USER)
             .ok()
             .flatten()
             .map(|u| u.uid.as_raw())
@@ -79,20 +89,15 @@ impl Env {
         // The rule a service has today: rm -rf of its workdirs as root.
         let rule = format!(
             "{SERVICE_USER} ALL=(root) NOPASSWD: /usr/bin/rm -rf {}/vm-*, /usr/bin/rm -rf {}/vm-*\n",
-            sticky.display(),
-            tmpfs.display()
+            env.sticky.display(),
+            env.tmpfs.display()
         );
-        fs::write(SUDOERS, rule).map_err(|e| format!("{SUDOERS}: {e}"))?;
+        fs::write(SUDOERS, rule).map_err(|e| {
+            format!("{SUDOERS}: {e} (is sudo installed? scripts/bench.sh installs it)")
+        })?;
         fs::set_permissions(SUDOERS, fs::Permissions::from_mode(0o440))
             .map_err(|e| e.to_string())?;
-        Ok(Env {
-            base,
-            sticky,
-            tmpfs,
-            ext4,
-            uid,
-            created_user,
-        })
+        Ok(env)
     }
 }
 
