@@ -34,6 +34,27 @@ pub fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
 }
 
 /// A duration in the unit that reads best.
+/// The median of differences `a[i] - b[i]`, pair by pair, as a signed
+/// duration for [`show_signed`].
+pub fn median_difference(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut differences: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| a.as_secs_f64() - b.as_secs_f64())
+        .collect();
+    if differences.is_empty() {
+        return f64::NAN;
+    }
+    differences.sort_by(f64::total_cmp);
+    differences[differences.len() / 2]
+}
+
+/// A signed duration in seconds, as [`show`] writes durations.
+pub fn show_signed(seconds: f64) -> String {
+    let sign = if seconds < 0.0 { "-" } else { "" };
+    format!("{sign}{}", show(Duration::from_secs_f64(seconds.abs())))
+}
+
 pub fn show(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s >= 1.0 {

@@ -2,7 +2,7 @@
 //! orchestrator names, the ways a service would, timing each.
 //!
 //! Commands, one per stdin line, each answered with one line of
-//! nanoseconds: `ping`, `rtt`, `lib PATH`, `cli PATH`, `sudo PATH`,
+//! nanoseconds: `ping`, `rtt`, `bare PATH`, `lib PATH`, `cli PATH`, `sudo PATH`,
 //! `many-lib N FILE`, `many-sudo N FILE` (FILE lists paths; N concurrent
 //! clients).
 
@@ -18,6 +18,7 @@ use vmrm::{Client, ClientOptions, Outcome};
 pub fn run(socket: &Path, vmrm_bin: &Path) {
     let mut client = Client::with_options(ClientOptions::with_socket(socket));
     let mut echo = Echo::start();
+    let mut bare = BareHelper::start();
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines() {
@@ -27,6 +28,7 @@ pub fn run(socket: &Path, vmrm_bin: &Path) {
         let ok = match words.as_slice() {
             ["ping"] => client.ping().is_ok(),
             ["rtt"] => echo.as_mut().is_some_and(Echo::round_trip),
+            ["bare", path] => bare.as_mut().is_some_and(|b| b.remove(path)),
             ["lib", path] => matches!(client.remove(Path::new(path)), Ok(Outcome::Removed(_))),
             ["cli", path] => status(
                 Command::new(vmrm_bin)
@@ -93,6 +95,44 @@ impl Echo {
     fn round_trip(&mut self) -> bool {
         let mut byte = [7u8; 1];
         self.near.write_all(&byte).is_ok() && self.near.read_exact(&mut byte).is_ok()
+    }
+}
+
+/// The least any helper that removes a workdir costs on this machine: a
+/// thread asleep in `read` on a Unix socket is sent the path, removes the
+/// tree with `std::fs::remove_dir_all` (no checks, no sandbox, no log) and
+/// answers one byte. The removal runs on a thread just woken, as a helper's
+/// does, which costs more than on the busy thread of the in-process floor.
+struct BareHelper {
+    near: UnixStream,
+}
+
+impl BareHelper {
+    fn start() -> Option<BareHelper> {
+        let (near, far) = UnixStream::pair().ok()?;
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(&far);
+            let mut writer = &far;
+            let mut path = String::new();
+            loop {
+                path.clear();
+                if !matches!(lines.read_line(&mut path), Ok(n) if n > 0) {
+                    break;
+                }
+                let ok = std::fs::remove_dir_all(path.trim_end_matches('\n')).is_ok();
+                if writer.write_all(&[u8::from(ok)]).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(BareHelper { near })
+    }
+
+    fn remove(&mut self, path: &str) -> bool {
+        let mut answer = [0u8; 1];
+        self.near.write_all(format!("{path}\n").as_bytes()).is_ok()
+            && self.near.read_exact(&mut answer).is_ok()
+            && answer[0] == 1
     }
 }
 

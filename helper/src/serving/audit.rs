@@ -7,6 +7,7 @@
 //! path can neither forge or split a line nor inflate the log.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use vmrm_policy::{PeerCredentials, Uid};
@@ -74,6 +75,13 @@ pub struct RemovalId(u64);
 
 static NEXT_REMOVAL: AtomicU64 = AtomicU64::new(1);
 
+/// vmrmd's pid, read once: it never forks, and `getpid` is a system call
+/// on every audit line otherwise.
+fn run() -> u32 {
+    static RUN: OnceLock<u32> = OnceLock::new();
+    *RUN.get_or_init(std::process::id)
+}
+
 /// `bytes` escaped to printable ASCII (`\n`, `\x1b`, `\xff` spelled out, so
 /// the line stays one line and says exactly which bytes were asked for),
 /// cut where it would take more than `max` bytes in the JSON line, with a
@@ -107,7 +115,7 @@ pub fn started(actor: Actor<'_>, path: &[u8]) -> RemovalId {
         target: TARGET,
         source = actor.source(),
         removal = id.0,
-        run = std::process::id(),
+        run = run(),
         peer_uid,
         peer_gid,
         peer_pid,
@@ -150,7 +158,7 @@ pub fn removal(
         target: TARGET,
         source = actor.source(),
         removal = removal.map(|r| r.0),
-        run = std::process::id(),
+        run = run(),
         peer_uid,
         peer_gid,
         peer_pid,

@@ -231,7 +231,11 @@ impl Conn {
         let path = path.to_vec();
         // Run the removal on this worker thread, handing the runtime's other
         // tasks to another: no thread hop (and its wake-up latency) between
-        // reading the request and removing.
+        // reading the request and removing. Never without the hand-off: the
+        // sockets are polled by one parked worker at a time, and a long
+        // removal run in place on the worker that last polled them leaves
+        // every other connection unheard until it ends (SECURITY.md,
+        // "Threads").
         let finished = tokio::task::block_in_place(move || {
             removal::remove(&policy.config, &policy.prefixes, &peer, &path)
         });
