@@ -33,9 +33,8 @@ pub fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
     ratios[ratios.len() / 2]
 }
 
-/// A duration in the unit that reads best.
-/// The median of differences `a[i] - b[i]`, pair by pair, as a signed
-/// duration for [`show_signed`].
+/// The median of differences `a[i] - b[i]`, pair by pair, in seconds (may
+/// be negative; NaN without pairs), for [`show_signed`].
 pub fn median_difference(a: &[Duration], b: &[Duration]) -> f64 {
     let mut differences: Vec<f64> = a
         .iter()
@@ -51,10 +50,14 @@ pub fn median_difference(a: &[Duration], b: &[Duration]) -> f64 {
 
 /// A signed duration in seconds, as [`show`] writes durations.
 pub fn show_signed(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return "n/a".into();
+    }
     let sign = if seconds < 0.0 { "-" } else { "" };
     format!("{sign}{}", show(Duration::from_secs_f64(seconds.abs())))
 }
 
+/// A duration in the unit that reads best.
 pub fn show(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s >= 1.0 {
