@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,11 +18,14 @@ use vmrm_tests::{binaries, ids, require_root, tree, Daemon, DaemonOptions, Fixtu
 /// is stopped and counts as "started".
 fn run_vmrmd(words: &[String], wait: Duration) -> (bool, String) {
     let log = tempfile::NamedTempFile::new().unwrap();
+    // A process group of its own: when `words` is a wrapper (strace), the
+    // vmrmd under it is killed with it, not left running after the test.
     let mut child = Command::new(&words[0])
         .args(&words[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log.reopen().unwrap())
+        .process_group(0)
         .spawn()
         .unwrap();
     let deadline = Instant::now() + wait;
@@ -30,7 +34,8 @@ fn run_vmrmd(words: &[String], wait: Duration) -> (bool, String) {
             break !status.success();
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
             let _ = child.wait();
             break false;
         }
