@@ -390,9 +390,10 @@ fn typical(
          pays, two wake-ups and the removal on a thread just woken ({} median here, against {} \
          for the in-process floor on a busy thread and {} for the bare round trip). `sudo rm -rf` \
          / bare helper = **{sudo_vs_bare:.1}x** is the most any helper could reach on this \
-         machine in this run. What vmrmd adds over it (median of per-iteration differences): \
-         {} per removal, of which {} is its `ping` over the bare round trip (framing, the \
-         runtime's wake-up); the rest is its checks, its audit line and the self-sandbox.\n",
+         machine in this run. vmrmd takes {} more than the bare helper per removal, and its \
+         `ping` {} more than the bare round trip (framing, the runtime's wake-up; medians of \
+         per-iteration differences); the rest is its checks, its audit line, the self-sandbox \
+         and the hand-off of the runtime's other work to another thread.\n",
         show(median(&times[BARE])),
         show(median(&times[FLOOR])),
         show(median(&times[RTT])),

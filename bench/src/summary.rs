@@ -20,32 +20,33 @@ pub fn median(samples: &[Duration]) -> Duration {
 /// The median of ratios `a[i]/b[i]`, pair by pair (same iteration, same
 /// moment of machine noise).
 pub fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
-    let mut ratios: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .filter(|(_, b)| !b.is_zero())
-        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
-        .collect();
-    if ratios.is_empty() {
-        return f64::NAN;
-    }
-    ratios.sort_by(f64::total_cmp);
-    ratios[ratios.len() / 2]
+    middle(
+        a.iter()
+            .zip(b)
+            .filter(|(_, b)| !b.is_zero())
+            .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+            .collect(),
+    )
 }
 
 /// The median of differences `a[i] - b[i]`, pair by pair, in seconds (may
 /// be negative; NaN without pairs), for [`show_signed`].
 pub fn median_difference(a: &[Duration], b: &[Duration]) -> f64 {
-    let mut differences: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .map(|(a, b)| a.as_secs_f64() - b.as_secs_f64())
-        .collect();
-    if differences.is_empty() {
+    middle(
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| a.as_secs_f64() - b.as_secs_f64())
+            .collect(),
+    )
+}
+
+/// The middle value of `values` (NaN when there is none).
+fn middle(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
         return f64::NAN;
     }
-    differences.sort_by(f64::total_cmp);
-    differences[differences.len() / 2]
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// A signed duration in seconds, as [`show`] writes durations.
