@@ -166,7 +166,8 @@ settings! {
     /// Caps and timeouts.
     checked Limits, keys "limits.", after Limits::share_removal_slots;
     {
-        /// Connections served at once; more are told "busy" and closed.
+        /// Connections served at once, each by a thread of its own; more
+        /// are told "busy" and closed.
         max_connections: Count<usize> = 256, flag "max-connections" "N", start;
         /// Connections one peer uid may hold at once, so that one tenant's
         /// idle connections cannot take every slot from the others.

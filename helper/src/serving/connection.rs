@@ -2,20 +2,14 @@
 //! responses until the client leaves, idles out, or misbehaves.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::unix::UCred;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
-use tokio::time::timeout;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError};
-use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials, Pid, Uid};
+use vmrm_policy::{authorize_peer, Denial, Gid, PeerCredentials};
 use vmrm_proto::{
-    codec, decode, encode_payload, Answer, ClientMessage, FrameError, Outcome, ProtocolErrorKind,
-    Request, RequestId, ServerMessage, LENGTH_PREFIX_LEN, PROTOCOL_VERSION,
+    decode, Answer, ClientMessage, FrameError, Outcome, ProtocolErrorKind, Request, RequestId,
+    ServerMessage, PROTOCOL_VERSION,
 };
 
 use crate::removal;
@@ -23,6 +17,7 @@ use crate::serving::accounting::Account;
 use crate::serving::admission::Ticket;
 use crate::serving::audit;
 use crate::serving::service::{Policy, Service};
+use crate::serving::wire::{Wire, WireError};
 use crate::sys;
 
 /// `PATH_MAX`: a longer path cannot name anything.
@@ -58,18 +53,19 @@ struct Conn {
     groups: Vec<Gid>,
     /// Whose removal slots this connection's removals take.
     account: Account,
-    reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
-    writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    wire: Wire,
 }
 
-/// Serve one accepted connection from the peer with credentials `cred`.
-/// `_ticket` is its place under the connection caps, given back on return.
-pub async fn serve(service: Arc<Service>, stream: UnixStream, cred: UCred, _ticket: Ticket) {
-    let peer = PeerCredentials {
-        uid: Uid(cred.uid()),
-        gid: Gid(cred.gid()),
-        pid: cred.pid().map(Pid),
-    };
+/// Serve one accepted connection from `peer` (its kernel credentials, taken
+/// at connect) on the calling thread, which it blocks until the client
+/// leaves, idles out or misbehaves. `_ticket` is its place under the
+/// connection caps, given back on return.
+///
+/// A thread per connection (connections are capped, 256 by default): a
+/// request is read, checked, carried out and answered by the thread the
+/// kernel woke for it, with no hand-off to another thread and no runtime
+/// in between (SECURITY.md, "Threads").
+pub fn serve(service: Arc<Service>, stream: UnixStream, peer: PeerCredentials, _ticket: Ticket) {
     let groups: Vec<Gid> = match sys::peer_groups(stream.as_fd()) {
         Ok(g) => g,
         Err(e) => {
@@ -78,26 +74,26 @@ pub async fn serve(service: Arc<Service>, stream: UnixStream, cred: UCred, _tick
         }
     };
     let account = service.account_of(peer.uid);
-    let (read, write) = stream.into_split();
+    let limits = &service.limits;
+    let wire = Wire::new(stream, limits.idle_timeout(), limits.frame_timeout());
     let mut conn = Conn {
         service,
         peer,
         groups,
         account,
-        reader: FramedRead::new(read, codec()),
-        writer: FramedWrite::new(write, codec()),
+        wire,
     };
-    let end = conn.run().await;
+    let end = conn.run();
     if let ReadEnd::Protocol(kind, message) = end {
         // The pid only when the kernel gave one: never a made-up 0.
         tracing::info!(peer_uid = conn.peer.uid.0, peer_pid = conn.peer.pid.map(|p| p.0), ?kind, %message, "closing connection");
-        let _ = conn.send(&ServerMessage::Error { kind, message }).await;
+        let _ = conn.send(&ServerMessage::Error { kind, message });
     }
 }
 
 impl Conn {
-    async fn run(&mut self) -> ReadEnd {
-        match self.next_message().await {
+    fn run(&mut self) -> ReadEnd {
+        match self.next_message() {
             Ok(ClientMessage::Hello { version }) if version == PROTOCOL_VERSION => {}
             Ok(ClientMessage::Hello { version }) => {
                 return ReadEnd::Protocol(
@@ -120,18 +116,18 @@ impl Conn {
             version: PROTOCOL_VERSION,
             server: server_name(),
         };
-        if self.feed(&hello).await.is_err() {
+        if self.feed(&hello).is_err() {
             return ReadEnd::Broken;
         }
         // A client may pipeline its first request behind its hello (PROTOCOL.md,
-        // "Pipelining"). Then our hello waits in the write buffer and leaves in
+        // "Pipelining"). Then our hello waits in the output and leaves in
         // one write with that response, so the client wakes once, not twice.
         // Otherwise the client waits for our hello before it asks: send it now.
-        if !self.frame_buffered() && self.flush().await.is_err() {
+        if !self.wire.frame_buffered() && self.wire.flush().is_err() {
             return ReadEnd::Broken;
         }
         loop {
-            let (id, request) = match self.next_message().await {
+            let (id, request) = match self.next_message() {
                 Ok(ClientMessage::Request { id, request }) => (id, request),
                 Ok(ClientMessage::Hello { .. }) => {
                     return ReadEnd::Protocol(
@@ -141,12 +137,14 @@ impl Conn {
                 }
                 Err(end) => return end,
             };
-            let (answer, record) = self.handle(id, request).await;
-            let sent = self.send(&ServerMessage::Response { id, answer }).await;
-            // The end line and the counters come after the answer: formatting
-            // a JSON line costs tens of µs on a cold CPU, and the client
-            // should not wait for it. The start line, written before the
-            // removal began, is what a crash must not lose.
+            let (answer, record) = self.handle(id, request);
+            let sent = self.send(&ServerMessage::Response { id, answer });
+            // The end line, the counters and the close of the removed top
+            // come after the answer: formatting a JSON line costs tens of µs
+            // on a cold CPU, and the last close of a removed directory up to
+            // 2 ms on ext4; the client should not wait for either. The start
+            // line, written before the removal began, is what a crash must
+            // not lose.
             if let Some(record) = record {
                 record.write(&self.peer, id, &self.service);
             }
@@ -158,7 +156,7 @@ impl Conn {
 
     /// The answer, and for a removal what its audit line and the counters
     /// must record once the answer is on its way.
-    async fn handle(&self, id: RequestId, request: Request) -> (Answer, Option<Record>) {
+    fn handle(&self, id: RequestId, request: Request) -> (Answer, Option<Record>) {
         match request {
             Request::Ping => (
                 Answer::Pong {
@@ -172,7 +170,7 @@ impl Conn {
             },
             Request::Remove { path } => {
                 let started = Instant::now();
-                let (outcome, removal, top) = self.remove(id, &path).await;
+                let (outcome, removal, top) = self.remove(id, &path);
                 let took = started.elapsed();
                 let record = Record {
                     removal,
@@ -197,7 +195,7 @@ impl Conn {
     /// The outcome, the audit id of the removal when it got as far as
     /// starting (a well-formed path with a removal slot), and the top
     /// directory's fd when it was opened (closed after the answer).
-    async fn remove(
+    fn remove(
         &self,
         id: RequestId,
         path: &[u8],
@@ -210,7 +208,7 @@ impl Conn {
             return (Outcome::BadRequest { message }, None, None);
         }
         // In fair turn with other accounts, within this account's cap.
-        let Ok(_slot) = self.service.removals.acquire_for(self.account).await else {
+        let Ok(_slot) = self.service.removals.wait_for(self.account) else {
             let message = "vmrmd is shutting down".into();
             return (Outcome::Unavailable { message }, None, None);
         };
@@ -227,114 +225,53 @@ impl Conn {
             .target(path)
             .is_ok()
             .then(|| audit::started(audit::Actor::Peer(&self.peer, id), path));
-        let peer = self.peer;
-        let path = path.to_vec();
-        // Run the removal on this worker thread, handing the runtime's other
-        // tasks to another: no thread hop (and its wake-up latency) between
-        // reading the request and removing. Never without the hand-off: the
-        // sockets are polled by one parked worker at a time, and a long
-        // removal run in place on the worker that last polled them leaves
-        // every other connection unheard until it ends (SECURITY.md,
-        // "Threads").
-        let finished = tokio::task::block_in_place(move || {
-            removal::remove(&policy.config, &policy.prefixes, &peer, &path)
-        });
+        // On this connection's own thread: no other connection waits for it.
+        let finished = removal::remove(&policy.config, &policy.prefixes, &self.peer, path);
         (finished.outcome, removal, finished.top)
     }
 
-    /// The next decoded message. Waits up to the idle timeout for a frame to
-    /// start, then up to the frame timeout for all of it, so a client that
-    /// trickles one byte a second cannot hold a slot for long.
-    async fn next_message(&mut self) -> Result<ClientMessage, ReadEnd> {
-        let idle = self.service.limits.idle_timeout();
-        let frame = self.service.limits.frame_timeout();
-        if self.reader.read_buffer().is_empty()
-            && timeout(idle, self.reader.get_ref().readable())
-                .await
-                .is_err()
-        {
-            return Err(ReadEnd::Protocol(
+    /// The next decoded message (see [`Wire::next_frame`] for the waits).
+    fn next_message(&mut self) -> Result<ClientMessage, ReadEnd> {
+        let payload = self.wire.next_frame().map_err(|e| match e {
+            WireError::Closed => ReadEnd::Closed,
+            WireError::Broken => ReadEnd::Broken,
+            WireError::Idle(idle) => ReadEnd::Protocol(
                 ProtocolErrorKind::Timeout,
                 format!("idle for {}s", idle.as_secs()),
-            ));
-        }
-        let payload: BytesMut = match timeout(frame, self.reader.next()).await {
-            Err(_) => {
-                return Err(ReadEnd::Protocol(
-                    ProtocolErrorKind::Timeout,
-                    format!("frame not complete within {}s", frame.as_secs()),
-                ))
-            }
-            Ok(None) => return Err(ReadEnd::Closed),
-            Ok(Some(Ok(payload))) => payload,
-            Ok(Some(Err(e))) => {
-                let too_large = e
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>());
-                return Err(if too_large {
-                    ReadEnd::Protocol(
-                        ProtocolErrorKind::FrameTooLarge,
-                        format!("frame exceeds {} bytes", vmrm_proto::MAX_FRAME_LEN),
-                    )
-                } else {
-                    ReadEnd::Broken
-                });
-            }
-        };
-        decode::<ClientMessage>(&payload).map_err(|e: FrameError| {
+            ),
+            WireError::Incomplete(frame) => ReadEnd::Protocol(
+                ProtocolErrorKind::Timeout,
+                format!("frame not complete within {}s", frame.as_secs()),
+            ),
+            WireError::TooLarge => ReadEnd::Protocol(
+                ProtocolErrorKind::FrameTooLarge,
+                format!("frame exceeds {} bytes", vmrm_proto::MAX_FRAME_LEN),
+            ),
+        })?;
+        decode::<ClientMessage>(payload).map_err(|e: FrameError| {
             ReadEnd::Protocol(ProtocolErrorKind::MalformedFrame, e.to_string())
         })
     }
 
-    /// Whether the read buffer already holds the next frame whole (or a
-    /// length the codec refuses at once), so reading it waits for nothing.
-    fn frame_buffered(&self) -> bool {
-        let buffered = self.reader.read_buffer();
-        let Some(prefix) = buffered.first_chunk::<LENGTH_PREFIX_LEN>() else {
-            return false;
-        };
-        let len = u32::from_be_bytes(*prefix) as usize;
-        len > vmrm_proto::MAX_FRAME_LEN || buffered.len() - LENGTH_PREFIX_LEN >= len
+    /// Send one message, with whatever [`Conn::feed`] left in the output
+    /// before it.
+    fn send(&mut self, msg: &ServerMessage) -> Result<(), ()> {
+        self.feed(msg)?;
+        self.wire.flush().map_err(drop)
     }
 
-    /// Send one message, with whatever [`Conn::feed`] left in the write
-    /// buffer before it; a client that does not take them within the frame
-    /// timeout is dropped.
-    async fn send(&mut self, msg: &ServerMessage) -> Result<(), ()> {
-        let payload = encode(msg)?;
-        let limit: Duration = self.service.limits.frame_timeout();
-        match timeout(limit, self.writer.send(payload)).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
-    }
-
-    /// Put one message in the write buffer, to leave with the next
-    /// [`Conn::send`] or [`Conn::flush`].
-    async fn feed(&mut self, msg: &ServerMessage) -> Result<(), ()> {
-        let payload = encode(msg)?;
-        let limit: Duration = self.service.limits.frame_timeout();
-        match timeout(limit, self.writer.feed(payload)).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
-    }
-
-    /// Write what [`Conn::feed`] buffered, within the frame timeout.
-    async fn flush(&mut self) -> Result<(), ()> {
-        let limit: Duration = self.service.limits.frame_timeout();
-        let flush = SinkExt::<bytes::Bytes>::flush(&mut self.writer);
-        match timeout(limit, flush).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
+    /// Put one message in the output, to leave with the next send.
+    fn feed(&mut self, msg: &ServerMessage) -> Result<(), ()> {
+        let frame = encode(msg)?;
+        self.wire.feed(&frame);
+        Ok(())
     }
 }
 
-/// One message's payload, for the length-delimited writer.
-fn encode(msg: &ServerMessage) -> Result<bytes::Bytes, ()> {
-    match encode_payload(msg) {
-        Ok(payload) => Ok(bytes::Bytes::from(payload)),
+/// One message as a frame.
+fn encode(msg: &ServerMessage) -> Result<Vec<u8>, ()> {
+    match vmrm_proto::encode(msg) {
+        Ok(frame) => Ok(frame),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode response");
             Err(())
@@ -354,15 +291,12 @@ struct Record {
 
 impl Record {
     fn write(self, peer: &PeerCredentials, id: RequestId, service: &Service) {
-        if let Some(top) = self.top {
-            // The last close of a removed directory frees its inode (up to
-            // 2 ms on ext4): on a blocking thread, so neither this client
-            // nor the runtime's other connections wait for it.
-            tokio::task::spawn_blocking(move || drop(top));
-        }
         service.stats.record(&self.outcome, self.took);
         let actor = audit::Actor::Peer(peer, id);
         audit::removal(actor, self.removal, &self.path, &self.outcome, self.took);
+        // The last close of a removed directory frees its inode (up to 2 ms
+        // on ext4): after the answer, on this connection's own thread.
+        drop(self.top);
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 use vmrm_policy::oracle::NumericIds;
-use vmrm_policy::{Config, ConfigFile};
+use vmrm_policy::{Config, ConfigFile, Gid, PeerCredentials, Pid, Uid};
 use vmrm_proto::{
     codec, decode, encode_payload, Answer, ClientMessage, DenyReason, Outcome, ProtocolErrorKind,
     Request, ServerMessage, MAX_FRAME_LEN, PROTOCOL_VERSION,
@@ -59,17 +59,24 @@ impl World {
         }
     }
 
-    /// A connection from this process, served by [`serve`] on its own task.
+    /// A connection from this process, served by [`serve`] on a thread of
+    /// the blocking pool, as vmrmd serves one.
     fn connect(&self) -> (UnixStream, JoinHandle<()>) {
-        let (server, client) = UnixStream::pair().unwrap();
-        let cred = server.peer_cred().unwrap();
+        let (server, client) = std::os::unix::net::UnixStream::pair().unwrap();
+        let me = PeerCredentials {
+            uid: Uid(rustix::process::geteuid().as_raw()),
+            gid: Gid(rustix::process::getegid().as_raw()),
+            pid: Some(Pid(std::process::id() as i32)),
+        };
         let ticket = self
             .service
             .admission
-            .admit(self.service.account_of(vmrm_policy::Uid(cred.uid())))
+            .admit(self.service.account_of(me.uid))
             .unwrap();
-        let served = tokio::spawn(serve(Arc::clone(&self.service), server, cred, ticket));
-        (client, served)
+        let service = Arc::clone(&self.service);
+        let served = tokio::task::spawn_blocking(move || serve(service, server, me, ticket));
+        client.set_nonblocking(true).unwrap();
+        (UnixStream::from_std(client).unwrap(), served)
     }
 
     /// A connection that has completed the handshake.

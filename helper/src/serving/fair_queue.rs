@@ -217,6 +217,21 @@ impl FairQueue {
 
     /// Wait for a slot for `account`, in fair turn.
     pub async fn acquire_for(&self, account: Account) -> Result<Slot<'_>, Closed> {
+        let (mut pending, woken) = self.enqueue(account)?;
+        let granted = woken.await.is_ok();
+        pending.granted(granted)
+    }
+
+    /// [`FairQueue::acquire_for`] for a connection's own thread: blocks it
+    /// until the slot is granted. Never call it on a runtime worker.
+    pub fn wait_for(&self, account: Account) -> Result<Slot<'_>, Closed> {
+        let (mut pending, woken) = self.enqueue(account)?;
+        let granted = woken.blocking_recv().is_ok();
+        pending.granted(granted)
+    }
+
+    /// Queue a waiter for `account`: its guard, and what wakes it.
+    fn enqueue(&self, account: Account) -> Result<(Pending<'_>, oneshot::Receiver<()>), Closed> {
         let (wake, woken) = oneshot::channel();
         let id = {
             let mut state = self.lock();
@@ -228,22 +243,13 @@ impl FairQueue {
             wake_all(state.scheduler.enqueue(account, Waiter { id, wake }));
             id
         };
-        let mut pending = Pending {
+        let pending = Pending {
             queue: self,
             account,
             id,
             armed: true,
         };
-        let result = woken.await;
-        // Granted, or dropped from the queue by close(): nothing to undo.
-        pending.armed = false;
-        match result {
-            Ok(()) => Ok(Slot {
-                queue: self,
-                account,
-            }),
-            Err(_) => Err(Closed),
-        }
+        Ok((pending, woken))
     }
 
     fn release(&self, account: Account) {
@@ -291,6 +297,21 @@ fn wake_all(waiters: Vec<Waiter>) {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.queue.release(self.account);
+    }
+}
+
+impl<'a> Pending<'a> {
+    /// The wait ended: with the slot, or (`granted` false) dropped from the
+    /// queue by [`FairQueue::close`]. Nothing to undo either way.
+    fn granted(&mut self, granted: bool) -> Result<Slot<'a>, Closed> {
+        self.armed = false;
+        match granted {
+            true => Ok(Slot {
+                queue: self.queue,
+                account: self.account,
+            }),
+            false => Err(Closed),
+        }
     }
 }
 
@@ -468,5 +489,41 @@ mod tests {
         q.idle().await;
         q.close();
         assert_eq!(q.acquire_for(A).await.err(), Some(Closed));
+    }
+
+    /// Connection threads wait with `wait_for`: woken in fair turn when a
+    /// slot frees, and told `Closed` when vmrmd shuts down meanwhile.
+    #[test]
+    fn a_blocked_thread_is_granted_in_turn_and_released_by_close() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        let q = FairQueue::new(1, 1);
+        let first = q.wait_for(A).unwrap();
+        std::thread::scope(|s| {
+            let (tx, rx) = mpsc::channel();
+            s.spawn(|| {
+                let tx = tx;
+                let slot = q.wait_for(B);
+                tx.send(slot.is_ok()).unwrap();
+            });
+            let waiting = Duration::from_millis(50);
+            assert!(rx.recv_timeout(waiting).is_err(), "B waits while A runs");
+            drop(first);
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+        });
+        assert_eq!(q.running(), 0, "B's slot given back when its thread ended");
+
+        let held = q.wait_for(A).unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| q.wait_for(C).err());
+            while !q.lock().scheduler.accounts.contains_key(&C) {
+                std::thread::yield_now();
+            }
+            q.close();
+            assert_eq!(waiter.join().unwrap(), Some(Closed));
+        });
+        drop(held);
+        assert_eq!(q.running(), 0);
     }
 }

@@ -1,13 +1,15 @@
-//! The accept loop: connection cap, shutdown, and waiting for removals in
-//! flight before exit.
+//! The accept loop: connection cap, a thread for each connection admitted,
+//! shutdown, and waiting for removals in flight before exit.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use vmrm_policy::{Gid, PeerCredentials as Peer, Pid, Uid};
 use vmrm_proto::{encode, ProtocolErrorKind, ServerMessage};
 
 use crate::serving::admission::Refusal;
@@ -50,8 +52,13 @@ pub async fn serve(
         // The kernel's record of who connected (SO_PEERCRED), taken at
         // connect time: a peer that changes uid afterwards, or passes the
         // socket on, is still judged as who it was.
-        let cred = match stream.peer_cred() {
-            Ok(cred) => cred,
+        let peer = match getsockopt(&stream, PeerCredentials) {
+            Ok(cred) => Peer {
+                uid: Uid(cred.uid()),
+                gid: Gid(cred.gid()),
+                // 0: the peer is in a pid namespace we cannot see.
+                pid: Some(cred.pid()).filter(|p| *p != 0).map(Pid),
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read peer credentials; closing");
                 continue;
@@ -59,18 +66,24 @@ pub async fn serve(
         };
         // Charged to the account, not the uid: a tenant's subordinate uids
         // (a user namespace) share its cap (issue 8, attack 5).
-        match service
-            .admission
-            .admit(service.account_of(vmrm_policy::Uid(cred.uid())))
-        {
+        match service.admission.admit(service.account_of(peer.uid)) {
             Ok(ticket) => {
                 service.stats.connection_accepted();
-                tokio::spawn(connection::serve(
-                    Arc::clone(&service),
-                    stream,
-                    cred,
-                    ticket,
-                ));
+                // Off the runtime: its own thread waits on it from now on.
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take a connection off the runtime; closing");
+                        continue;
+                    }
+                };
+                let service = Arc::clone(&service);
+                // The blocking pool holds a thread for every admitted
+                // connection (daemon.rs sizes it), and keeps idle ones for
+                // the next connection.
+                tokio::task::spawn_blocking(move || {
+                    connection::serve(service, stream, peer, ticket)
+                });
             }
             Err(refusal) => {
                 service.stats.connection_refused();

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use vmrm_policy::{Config, ConfigError, ConfigFile, PrefixError, DEFAULT_CONFIG_PATH};
@@ -16,6 +17,15 @@ use crate::startup::listener::{ListenError, Listener};
 use crate::startup::privileges::{self, PrivilegeError};
 use crate::startup::trusted::{self, Owners, TrustError};
 use crate::startup::user_database::SystemIds;
+
+/// Threads of the blocking pool beyond one per connection: the sweeper's
+/// pass, and a connection's thread that is still returning to the pool
+/// when the connection that replaces it is admitted.
+const BLOCKING_SPARE: usize = 4;
+
+/// How long, after the drain, connection threads get to finish what they
+/// were writing (a removal's end line after its answer) before vmrmd exits.
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// Why vmrmd did not start.
 #[derive(Debug, thiserror::Error)]
@@ -147,15 +157,21 @@ pub fn run(cli: Cli) -> Result<(), StartError> {
     // What a reload compares with: start-only settings stay as they were here.
     let started = config.clone();
     let service = Arc::new(Service::new(Policy { config, prefixes }));
-    // Two workers: removals run in place on a worker (block_in_place), and
-    // the runtime keeps serving other connections on the other.
+    // One worker accepts, refuses, reloads and sweeps; every admitted
+    // connection is served by a thread of the blocking pool of its own
+    // (serving/connection.rs), and the sweeper's passes take one more.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
+        .thread_name("vmrmd-serve")
         .enable_all()
-        .max_blocking_threads(service.limits.max_concurrent_removals() + 2)
+        .max_blocking_threads(service.limits.max_connections() + BLOCKING_SPARE)
         .build()
         .map_err(StartError::Runtime)?;
     let result = runtime.block_on(serve(Arc::clone(&service), &listener, source, started));
+    // The drain has waited for every removal in flight; what is left are
+    // connection threads writing a removal's end line, or waiting for their
+    // client's next request, which no one will serve now.
+    runtime.shutdown_timeout(SETTLE);
     listener.cleanup();
     tracing::info!("vmrmd stopped");
     result
