@@ -108,6 +108,29 @@ def cancel_then_use(sock: str, big: str, small: str, delays: List[float]) -> Dic
     return asyncio.run(main())
 
 
+def time_out_then_use(sock: str, big: str, smalls: List[str], timeout: float) -> Dict[str, Any]:
+    """With a client whose timeout is `timeout`: remove a small workdir, idle
+    past the timeout (the client's timer finds nothing awaited), time out on
+    `big`, then remove another small one on the same client."""
+
+    async def main() -> Dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        c = vmrm.AsyncClient(socket=sock, timeout=timeout)
+        first = await c.remove(smalls[0])
+        await asyncio.sleep(timeout * 3)
+        started = loop.time()
+        reason = None
+        try:
+            await c.remove(big)
+        except vmrm.Unavailable as e:
+            reason = e.reason
+        waited = loop.time() - started
+        last = await c.remove(smalls[1])
+        return {"first": first, "reason": reason, "waited": waited, "last": last}
+
+    return asyncio.run(main())
+
+
 def create_workdir(prefix: str, sock: str, key: str = "wd", **kw: Any) -> str:
     wd = vmrm.WorkDir.create(prefix=prefix, socket=sock, **kw)
     STATE[key] = wd

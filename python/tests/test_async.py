@@ -42,6 +42,24 @@ def test_a_cancelled_await_leaves_the_client_usable(
         time.sleep(0.05)
 
 
+def test_an_answer_later_than_the_timeout_is_unavailable_and_the_client_usable(
+    world: World, daemon: Daemon, as_tenant: TenantFactory
+) -> None:
+    """The client's one timer (re-armed, not one per request) still times
+    out a removal that takes longer than the timeout, after the client sat
+    idle past it; the next removal on the client is served."""
+    big = world.workdir(TENANT_A, extra_files=20000)
+    smalls = [world.workdir(TENANT_A) for _ in range(2)]
+    out = as_tenant(TENANT_A).apply(
+        tenant.time_out_then_use, (str(world.socket), str(big), [str(d) for d in smalls], 0.01)
+    )
+    assert out["first"].entries == 9
+    assert out["reason"] == "timeout", out
+    assert out["waited"] < 5, out
+    assert out["last"].entries == 9
+    assert not any(d.exists() for d in smalls)
+
+
 def test_async_client_is_unavailable_while_stopped_then_succeeds_after_restart(
     world: World, daemon: Daemon, as_tenant: TenantFactory
 ) -> None:

