@@ -391,9 +391,9 @@ fn typical(
          for the in-process floor on a busy thread and {} for the bare round trip). `sudo rm -rf` \
          / bare helper = **{sudo_vs_bare:.1}x** is the most any helper could reach on this \
          machine in this run. vmrmd takes {} more than the bare helper per removal, and its \
-         `ping` {} more than the bare round trip (framing, the runtime's wake-up; medians of \
-         per-iteration differences); the rest is its checks, its audit line, the self-sandbox \
-         and the hand-off of the runtime's other work to another thread.\n",
+         `ping` {} more than the bare round trip (framing and decoding, a `poll` before each \
+         read; medians of per-iteration differences); the rest is its checks, its audit start \
+         line (written before anything is removed) and the self-sandbox.\n",
         show(median(&times[BARE])),
         show(median(&times[FLOOR])),
         show(median(&times[RTT])),
