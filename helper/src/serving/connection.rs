@@ -1,5 +1,6 @@
-//! One client connection: credentials, handshake, then requests and
-//! responses until the client leaves, idles out, or misbehaves.
+//! One client connection, served on a thread of its own: credentials,
+//! handshake, then requests and responses until the client leaves, idles
+//! out, or misbehaves.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;

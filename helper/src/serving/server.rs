@@ -5,11 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::socket::{getsockopt, sockopt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use vmrm_policy::{Gid, PeerCredentials as Peer, Pid, Uid};
+use vmrm_policy::{Gid, PeerCredentials, Pid, Uid};
 use vmrm_proto::{encode, ProtocolErrorKind, ServerMessage};
 
 use crate::serving::admission::Refusal;
@@ -52,8 +52,8 @@ pub async fn serve(
         // The kernel's record of who connected (SO_PEERCRED), taken at
         // connect time: a peer that changes uid afterwards, or passes the
         // socket on, is still judged as who it was.
-        let peer = match getsockopt(&stream, PeerCredentials) {
-            Ok(cred) => Peer {
+        let peer = match getsockopt(&stream, sockopt::PeerCredentials) {
+            Ok(cred) => PeerCredentials {
                 uid: Uid(cred.uid()),
                 gid: Gid(cred.gid()),
                 // 0: the peer is in a pid namespace we cannot see.

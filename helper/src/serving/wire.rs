@@ -118,6 +118,9 @@ impl Wire {
             }
             let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
             match send(self.stream.as_fd(), &self.output[sent..], flags) {
+                // A stream socket takes something or says why not; nothing
+                // taken would only spin.
+                Ok(0) => break Err(WireError::Broken),
                 Ok(n) => sent += n,
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => {
