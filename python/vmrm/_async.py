@@ -88,7 +88,7 @@ class AsyncClient:
 
         The timeout is kept by one watchdog timer per client, not a timer
         per request: scheduling and cancelling one per request cost about
-        10 µs of a 40 µs overhead over the blocking client (measured). The
+        6 µs of the 40 µs an await adds to the blocking client (measured). The
         watchdog fires at the earliest deadline it was armed for, fails the
         answer awaited then if that one is overdue, re-arms for it if not,
         and stops when nothing is awaited (the next request re-arms it)."""
@@ -175,13 +175,14 @@ def _watch(ref: "weakref.ReferenceType[AsyncClient]") -> None:
     """The AsyncClient's watchdog (see AsyncClient._readable); holds the
     client weakly, so an abandoned client is not kept alive by its timer."""
     client = ref()
-    if client is None:
+    loop = asyncio.get_running_loop()
+    # Gone, or moved on to another loop (which has a watchdog of its own).
+    if client is None or client._watchdog_loop is not loop:
         return
     client._watchdog = None
     ready = client._waiting
     if ready is None or ready.done():
         return
-    loop = ready.get_loop()
     if loop.time() >= client._deadline:
         ready.set_exception(asyncio.TimeoutError())
     else:
