@@ -7,6 +7,7 @@
 //! the engine) and `sandbox/`; `unsafe` lives only in `sys.rs`.
 #![deny(unsafe_code)]
 
+pub(crate) mod deadline;
 pub(crate) mod removal;
 pub(crate) mod sandbox;
 pub(crate) mod serving;

@@ -3,7 +3,6 @@
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
 
 use rustix::fs::{openat2, statx, AtFlags, Mode, OFlags, ResolveFlags, StatxAttributes};
 use rustix::fs::{StatxFlags, CWD};
@@ -190,7 +189,7 @@ pub fn remove_opened(
     // The deadline runs from when the removal starts, not from the request.
     let options = WalkOptions {
         max_rounds: limits.max_rounds(),
-        deadline: Instant::now() + limits.removal_deadline(),
+        deadline: crate::deadline::after(limits.removal_deadline()),
         fd_ring: FD_RING,
         max_depth: limits.max_depth(),
         count_bytes: limits.count_bytes(),

@@ -43,11 +43,15 @@ impl World {
 
     /// Only `uid` on the allow-list; short timeouts for the timeout tests.
     fn allowing(uid: u32) -> World {
+        World::with_limits(uid, "idle_timeout_secs = 2\nframe_timeout_secs = 1\n")
+    }
+
+    /// Only `uid` on the allow-list, and `limits` as the `[limits]` table.
+    fn with_limits(uid: u32, limits: &str) -> World {
         let base = tempfile::tempdir().unwrap();
         let prefix = std::fs::canonicalize(base.path()).unwrap();
         let text = format!(
-            "prefixes = [{prefix:?}]\nuser = 65534\nallow_uids = [{uid}]\n\
-             [limits]\nidle_timeout_secs = 2\nframe_timeout_secs = 1\n"
+            "prefixes = [{prefix:?}]\nuser = 65534\nallow_uids = [{uid}]\n[limits]\n{limits}"
         );
         let file = ConfigFile::parse(&text, Path::new("connection_tests.toml")).unwrap();
         let config = Config::load(file, &NumericIds).unwrap();
@@ -494,4 +498,32 @@ async fn the_hello_is_sent_at_once_when_the_next_frame_is_not_all_there() {
             answer: Answer::Pong { .. }
         }]
     ));
+}
+
+/// An operator's timeouts too large to add to the clock (the largest the
+/// file takes) mean "never": the connection is served as usual, and a
+/// removal runs (it used to panic computing its deadline, and the client
+/// got no answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_too_large_for_the_clock_mean_never() {
+    let huge = i64::MAX;
+    let world = World::with_limits(
+        rustix::process::geteuid().as_raw(),
+        &format!(
+            "idle_timeout_secs = {huge}\nframe_timeout_secs = {huge}\n\
+             removal_deadline_secs = {huge}\n"
+        ),
+    );
+    let dir = world.prefix.join("vm-00000000-huge0000");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("file"), b"x").unwrap();
+    let (mut client, _served) = world.hello().await;
+    assert!(matches!(
+        ask(&mut client, 1, Request::Ping).await,
+        Answer::Pong { .. }
+    ));
+    match ask_removal(&mut client, 2, remove(&dir)).await {
+        Outcome::Removed(stats) => assert_eq!(stats.entries, 2),
+        other => panic!("{other:?}"),
+    }
 }

@@ -18,6 +18,8 @@ use rustix::io::Errno;
 use rustix::net::{recv, send, RecvFlags, SendFlags};
 use vmrm_proto::{LENGTH_PREFIX_LEN, MAX_FRAME_LEN};
 
+use crate::deadline;
+
 /// Bytes asked of the kernel per read. A request is at most a path of
 /// `PATH_MAX` bytes, so one read takes it whole (or a pipelined hello and
 /// request together); a longer frame is read in more.
@@ -72,7 +74,7 @@ impl Wire {
     pub fn next_frame(&mut self) -> Result<&[u8], WireError> {
         self.compact();
         if self.input.is_empty() {
-            let deadline = Instant::now() + self.idle;
+            let deadline = deadline::after(self.idle);
             match self.fill(deadline) {
                 Filled::Some => {}
                 Filled::End => return Err(WireError::Closed),
@@ -80,7 +82,7 @@ impl Wire {
                 Filled::Broken => return Err(WireError::Broken),
             }
         }
-        let deadline = Instant::now() + self.frame;
+        let deadline = deadline::after(self.frame);
         loop {
             if let Some(len) = self.whole_frame()? {
                 let start = self.taken + LENGTH_PREFIX_LEN;
@@ -110,7 +112,7 @@ impl Wire {
     /// Write the output; a client that does not take it within the frame
     /// timeout is dropped.
     pub fn flush(&mut self) -> Result<(), WireError> {
-        let deadline = Instant::now() + self.frame;
+        let deadline = deadline::after(self.frame);
         let mut sent = 0;
         let result = loop {
             if sent == self.output.len() {
