@@ -263,8 +263,7 @@ impl Conn {
 
     /// Put one message in the output, to leave with the next send.
     fn feed(&mut self, msg: &ServerMessage) -> Result<(), ()> {
-        let frame = encode(msg)?;
-        self.wire.feed(&frame);
+        self.wire.feed(encode(msg)?);
         Ok(())
     }
 }

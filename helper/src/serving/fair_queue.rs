@@ -217,7 +217,7 @@ impl FairQueue {
 
     /// Wait for a slot for `account`, in fair turn.
     pub async fn acquire_for(&self, account: Account) -> Result<Slot<'_>, Closed> {
-        let (mut pending, woken) = self.enqueue(account)?;
+        let (pending, woken) = self.enqueue(account)?;
         let granted = woken.await.is_ok();
         pending.granted(granted)
     }
@@ -225,7 +225,7 @@ impl FairQueue {
     /// [`FairQueue::acquire_for`] for a connection's own thread: blocks it
     /// until the slot is granted. Never call it on a runtime worker.
     pub fn wait_for(&self, account: Account) -> Result<Slot<'_>, Closed> {
-        let (mut pending, woken) = self.enqueue(account)?;
+        let (pending, woken) = self.enqueue(account)?;
         let granted = woken.blocking_recv().is_ok();
         pending.granted(granted)
     }
@@ -303,7 +303,7 @@ impl Drop for Slot<'_> {
 impl<'a> Pending<'a> {
     /// The wait ended: with the slot, or (`granted` false) dropped from the
     /// queue by [`FairQueue::close`]. Nothing to undo either way.
-    fn granted(&mut self, granted: bool) -> Result<Slot<'a>, Closed> {
+    fn granted(mut self, granted: bool) -> Result<Slot<'a>, Closed> {
         self.armed = false;
         match granted {
             true => Ok(Slot {

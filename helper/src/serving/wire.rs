@@ -104,9 +104,14 @@ impl Wire {
         !matches!(self.whole_frame(), Ok(None))
     }
 
-    /// Put one frame in the output, to leave with the next [`Wire::flush`].
-    pub fn feed(&mut self, frame: &[u8]) {
-        self.output.extend_from_slice(frame);
+    /// Put one frame in the output, to leave with the next [`Wire::flush`]
+    /// (taken as it is when nothing waits before it: no copy).
+    pub fn feed(&mut self, frame: Vec<u8>) {
+        if self.output.is_empty() {
+            self.output = frame;
+        } else {
+            self.output.extend_from_slice(&frame);
+        }
     }
 
     /// Write the output; a client that does not take it within the frame
