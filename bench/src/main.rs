@@ -18,13 +18,14 @@ mod worker;
 
 use std::fmt::Write as _;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use setup::{Daemon, Env, Worker, QEMU_UID};
+use setup::{Daemon, Env, Worker, QEMU_UID, TENANT_UIDS};
 use summary::{median, median_difference, median_ratio, quantile, show, show_signed};
 use vmrm::{Client, ClientOptions, Outcome};
 
@@ -156,7 +157,7 @@ fn run(plan: &Plan, out: &Path) -> Result<(), String> {
         );
         let _ = writeln!(
             md,
-            "| under load 3 (16 concurrent clients) | {} KiB | {} KiB | {} |",
+            "| under load 3 ({CLIENTS} tenants at once) | {} KiB | {} KiB | {} |",
             load.0, load.1, load.2
         );
         let _ = writeln!(
@@ -269,7 +270,8 @@ fn header(md: &mut String) {
          vmrmd runs as an unprivileged uid holding only CAP_DAC_OVERRIDE (started through `setpriv`), \
          with its default self-sandbox (Landlock and seccomp) unless a row says otherwise. The service \
          side runs as a real user (`vmrmbench`, created for the run and removed after it, with the \
-         NOPASSWD sudoers rule `rm -rf <prefix>/vm-*` a service has today). `rm -rf` as a process and \
+         NOPASSWD sudoers rule `rm -rf <prefix>/vm-*` a service has today); section 3's tenants and \
+         section 6's tenant A are bare uids with no passwd entry, as many service uids are. `rm -rf` as a process and \
          `std::fs::remove_dir_all` run as root. Trees are built before each timed removal and never \
          timed themselves. Methods are interleaved iteration by iteration; a ratio is the median of \
          the per-iteration ratios.\n"
@@ -424,6 +426,9 @@ fn typical(
     Ok(())
 }
 
+/// A daemon's RSS and peak RSS in KiB and its most open fds, over a run.
+type Load = (u64, u64, usize);
+
 /// Samples a daemon's resources until stopped; returns (rss, peak, max fds).
 struct Sampler {
     stop: Arc<AtomicBool>,
@@ -462,62 +467,195 @@ impl Sampler {
     }
 }
 
-/// Section 3: many tenants at once.
+/// vmrmd's default caps, which the bench's daemons run with: removals at
+/// once in all (`max_concurrent_removals`) and per uid
+/// (`max_removals_per_uid`, half of them).
+const MAX_REMOVALS: usize = 4;
+const MAX_REMOVALS_PER_UID: usize = MAX_REMOVALS / 2;
+
+/// Clients at once in each row of section 3: one per tenant uid in the
+/// target row, so every row has as many.
+const CLIENTS: usize = (TENANT_UIDS.end - TENANT_UIDS.start) as usize;
+
+/// Section 3: many tenants at once. Returns the daemon's load during the
+/// 16-tenant row, the heavier one for it.
 fn tenants(
     plan: &Plan,
     env: &Env,
     daemon: &Daemon,
     md: &mut String,
     targets: &mut Vec<String>,
-) -> Result<(u64, u64, usize), String> {
-    let overlay = env.base.join("template.qcow2");
-    let console = vec![b'x'; 64 * 1024];
-    let mut worker = Worker::start(env, &daemon.socket)?;
+) -> Result<Load, String> {
     let n = plan.tenants_workdirs;
-    let batch = |name: &str| -> Result<PathBuf, String> {
-        let list: Vec<String> = (0..n)
-            .map(|_| {
-                trees::workdir(&env.sticky, env.uid, QEMU_UID, &overlay, &console)
-                    .display()
-                    .to_string()
-            })
-            .collect();
-        let file = env.base.join(format!("{name}.list"));
-        fs::write(&file, list.join("\n")).map_err(|e| e.to_string())?;
-        Ok(file)
+    let (many, own, load) = tenants_at_once(env, daemon, n)?;
+    // The other two rows are threads of one process as the service user.
+    let mut service = Worker::start(env, &daemon.socket)?;
+    let one_uid = listed_run(env, &mut service, "many-lib", n)?;
+    let sudo = listed_run(env, &mut service, "many-sudo", n)?;
+    let rate = |t: Duration| n as f64 / t.as_secs_f64();
+    let (many_rate, one_uid_rate, sudo_rate) = (rate(many), rate(one_uid), rate(sudo));
+    let ratio = many_rate / sudo_rate;
+    let one_uid_ratio = one_uid_rate / sudo_rate;
+    let (first, last) = (TENANT_UIDS.start, TENANT_UIDS.end - 1);
+    let (fewest, most) = (share(n, CLIENTS, CLIENTS - 1), share(n, CLIENTS, 0));
+    let each = if fewest == most {
+        format!("{most}")
+    } else {
+        format!("{fewest}–{most}")
     };
-    let lib_list = batch("lib")?;
-    let sampler = Sampler::start(daemon.pid());
-    let lib = worker.time(&format!("many-lib 16 {}", lib_list.display()))?;
-    let load = sampler.finish();
-    let sudo_list = batch("sudo")?;
-    let sudo = worker.time(&format!("many-sudo 16 {}", sudo_list.display()))?;
-    let lib_rate = n as f64 / lib.as_secs_f64();
-    let sudo_rate = n as f64 / sudo.as_secs_f64();
     let _ = writeln!(md, "## 3. Many tenants at once\n");
-    let _ = writeln!(md, "{n} typical workdirs removed by 16 concurrent clients (threads of the service process; each vmrm client keeps its own connection).\n");
     let _ = writeln!(
         md,
-        "| method | total | workdirs per second |\n|---|---|---|"
+        "{n} typical workdirs (section 1's) removed by {CLIENTS} concurrent clients, three ways; \
+         vmrmd runs at most {MAX_REMOVALS} removals at once, {MAX_REMOVALS_PER_UID} per uid.\n\n\
+         - **{CLIENTS} tenants** (the target): {CLIENTS} worker processes, each under a uid of its own \
+         ({first}–{last}, no passwd entry: vmrmd and the client need none) with one connection, \
+         removing its own share of the workdirs ({each} each). All are up and connected before the \
+         clock starts (a `ping` each, whose connection stays open, idle); the total runs from the first command sent to the last answer.\n\
+         - **one service uid**: {CLIENTS} threads of one process as the service user, a connection \
+         each; to vmrmd they are one tenant, so at most {MAX_REMOVALS_PER_UID} of their removals \
+         run at once.\n\
+         - **`sudo rm -rf`**: {CLIENTS} threads of the service process, each running \
+         `sudo -n rm -rf`, as the service user because sudo needs its passwd entry; what sudo \
+         costs does not depend on which uid calls it.\n"
     );
     let _ = writeln!(
         md,
-        "| vmrm library, 16 connections | {} | {lib_rate:.0} |",
-        show(lib)
+        "| clients | total | workdirs per second |\n|---|---|---|"
     );
     let _ = writeln!(
         md,
-        "| 16 concurrent `sudo rm -rf` | {} | {sudo_rate:.0} |",
+        "| {CLIENTS} tenants: {CLIENTS} processes, a uid and a connection each | {} | {many_rate:.0} |",
+        show(many)
+    );
+    let _ = writeln!(
+        md,
+        "| one service uid, {CLIENTS} connections (per-uid cap: {MAX_REMOVALS_PER_UID} removals at once) | {} | {one_uid_rate:.0} |",
+        show(one_uid)
+    );
+    let _ = writeln!(
+        md,
+        "| {CLIENTS} concurrent `sudo rm -rf` (threads of the service) | {} | {sudo_rate:.0} |",
         show(sudo)
     );
-    let ratio = lib_rate / sudo_rate;
-    let _ = writeln!(md, "\nThroughput ratio: **{ratio:.1}x**.\n");
+    let _ = writeln!(
+        md,
+        "\nThroughput ratios: {CLIENTS} tenants / `sudo rm -rf` = **{ratio:.1}x** (the target); \
+         one service uid / `sudo rm -rf` = **{one_uid_ratio:.1}x**. Each tenant's own time, from \
+         reading its command to answering: {} to {}.\n",
+        show(own.iter().copied().min().unwrap_or_default()),
+        show(own.iter().copied().max().unwrap_or_default()),
+    );
     targets.push(target(
-        "many tenants: ≥ 20x the throughput of concurrent `sudo rm -rf`",
+        &format!(
+            "many tenants: ≥ 20x the throughput of concurrent `sudo rm -rf` \
+             ({CLIENTS} tenants, a connection each)"
+        ),
         format!("{ratio:.1}x"),
         ratio >= 20.0,
     ));
     Ok(load)
+}
+
+/// The target row: each tenant uid's worker removes its own share of `n`
+/// workdirs over one connection, all at once. Returns the wall time from
+/// the first command sent to the last answer, each tenant's own time, and
+/// the daemon's load meanwhile.
+fn tenants_at_once(
+    env: &Env,
+    daemon: &Daemon,
+    n: usize,
+) -> Result<(Duration, Vec<Duration>, Load), String> {
+    let mut dirs = Vec::new();
+    let mut commands = Vec::new();
+    for (i, uid) in TENANT_UIDS.enumerate() {
+        let count = share(n, CLIENTS, i);
+        let (mine, list) = listed_workdirs(env, &format!("tenant-{uid}"), uid, count)?;
+        dirs.extend(mine);
+        commands.push(format!("many-lib 1 {}", list.display()));
+    }
+    let mut workers = TENANT_UIDS
+        .map(|uid| Worker::start_as(uid, &daemon.socket))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Every worker up and connected before the clock starts, so that no
+    // process start-up is timed.
+    for worker in &mut workers {
+        worker.time("ping")?;
+    }
+    let sampler = Sampler::start(daemon.pid());
+    let run = all_at_once(&mut workers, &commands);
+    let load = sampler.finish();
+    let (total, own) = run?;
+    all_gone("the tenants", &dirs)?;
+    Ok((total, own, load))
+}
+
+/// Sends each worker its command back to back, then reads every answer.
+/// Returns the wall time from the first send to the last answer and each
+/// worker's own time; an `error` answer is an error.
+fn all_at_once(
+    workers: &mut [Worker],
+    commands: &[String],
+) -> Result<(Duration, Vec<Duration>), String> {
+    let started = Instant::now();
+    for (worker, command) in workers.iter_mut().zip(commands) {
+        worker.send(command)?;
+    }
+    let own = workers
+        .iter_mut()
+        .map(Worker::receive)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((started.elapsed(), own))
+}
+
+/// `worker` (the service user's) removes `n` new workdirs with `{how}
+/// {CLIENTS} LIST`; returns the time it measured.
+fn listed_run(env: &Env, worker: &mut Worker, how: &str, n: usize) -> Result<Duration, String> {
+    let (dirs, list) = listed_workdirs(env, how, env.uid, n)?;
+    let took = worker.time(&format!("{how} {CLIENTS} {}", list.display()))?;
+    all_gone(how, &dirs)?;
+    Ok(took)
+}
+
+/// `count` typical workdirs of `owner` in the sticky prefix, and the file
+/// `name.list` listing them.
+fn listed_workdirs(
+    env: &Env,
+    name: &str,
+    owner: u32,
+    count: usize,
+) -> Result<(Vec<PathBuf>, PathBuf), String> {
+    let overlay = env.base.join("template.qcow2");
+    let console = vec![b'x'; 64 * 1024];
+    let dirs: Vec<PathBuf> = (0..count)
+        .map(|_| trees::workdir(&env.sticky, owner, QEMU_UID, &overlay, &console))
+        .collect();
+    let text: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let list = env.base.join(format!("{name}.list"));
+    fs::write(&list, text.join("\n")).map_err(|e| format!("{list:?}: {e}"))?;
+    // The owner's worker reads it, whatever the umask this run started with.
+    fs::set_permissions(&list, fs::Permissions::from_mode(0o644))
+        .map_err(|e| format!("{list:?}: {e}"))?;
+    Ok((dirs, list))
+}
+
+/// Tenant `i`'s share of `total` split over `parts` as evenly as it goes.
+fn share(total: usize, parts: usize, i: usize) -> usize {
+    total / parts + usize::from(i < total % parts)
+}
+
+/// Every listed workdir must be gone: a worker that removed less than it
+/// was given must not pass for a fast one.
+fn all_gone(who: &str, dirs: &[PathBuf]) -> Result<(), String> {
+    let left = dirs.iter().filter(|d| d.exists()).count();
+    if left == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{who} left {left} of {} workdirs behind",
+            dirs.len()
+        ))
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -707,4 +845,18 @@ fn remove_via(socket: &Path, top: &Path) -> bool {
         Client::with_options(options).remove(top),
         Ok(Outcome::Removed(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn shares_add_up_and_differ_by_at_most_one() {
+        for (total, parts) in [(1000, 16), (200, 16), (16, 16), (5, 16)] {
+            let shares: Vec<usize> = (0..parts).map(|i| share(total, parts, i)).collect();
+            assert_eq!(shares.iter().sum::<usize>(), total);
+            assert!(shares.iter().max().unwrap() - shares.iter().min().unwrap() <= 1);
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
+use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -15,6 +16,9 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 pub const SERVICE_USER: &str = "vmrmbench";
 pub const HELPER_UID: u32 = 61_000;
 pub const QEMU_UID: u32 = 61_003;
+/// Section 3's tenants, a worker process each: bare uids with no passwd
+/// entry, as many service uids are (vmrmd and the client need none).
+pub const TENANT_UIDS: Range<u32> = 61_200..61_216;
 const SUDOERS: &str = "/etc/sudoers.d/vmrm-bench";
 
 fn run(cmd: &mut Command) -> Result<(), String> {
@@ -206,12 +210,13 @@ pub fn cli() -> PathBuf {
     std::env::var_os("VMRM_BENCH_CLI").map_or_else(|| sibling("vmrm"), PathBuf::from)
 }
 
-/// A worker process, running as the service user: it reads one command a
-/// line (`lib PATH`, `quit`, ...) and answers with the nanoseconds it took.
-/// The Rust library and the Python package each have one; only how it is
-/// spawned differs.
+/// A worker process, running as the service user (or, in section 3, as a
+/// tenant uid): it reads one command a line (`lib PATH`, `quit`, ...) and
+/// answers with the nanoseconds it took. The Rust library and the Python
+/// package each have one; only how it is spawned differs.
 pub struct Worker {
-    name: &'static str,
+    /// Labels its errors: which worker of many said what.
+    name: String,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -224,6 +229,12 @@ impl Worker {
         Worker::spawn("worker", env, &[me.as_os_str()], &[], socket)
     }
 
+    /// This binary's own `worker` subcommand as `uid`, a tenant of its own.
+    pub fn start_as(uid: u32, socket: &Path) -> Result<Worker, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        Worker::launch(format!("tenant {uid}"), uid, &[me.as_os_str()], &[], socket)
+    }
+
     /// `program` (the executable and its leading arguments) with `vars` set,
     /// as the service user, given `worker SOCKET VMRM`; `name` labels its
     /// errors.
@@ -234,10 +245,20 @@ impl Worker {
         vars: &[(&str, &OsStr)],
         socket: &Path,
     ) -> Result<Worker, String> {
+        Worker::launch(name.to_owned(), env.uid, program, vars, socket)
+    }
+
+    fn launch(
+        name: String,
+        uid: u32,
+        program: &[&OsStr],
+        vars: &[(&str, &OsStr)],
+        socket: &Path,
+    ) -> Result<Worker, String> {
         let mut child = Command::new("setpriv")
             .args([
-                &format!("--reuid={}", env.uid),
-                &format!("--regid={}", env.uid),
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
                 "--clear-groups",
                 "--",
             ])
@@ -262,11 +283,30 @@ impl Worker {
 
     /// Send one command; returns the time the worker measured.
     pub fn time(&mut self, command: &str) -> Result<Duration, String> {
-        writeln!(self.stdin, "{command}").map_err(|e| e.to_string())?;
+        self.send(command)?;
+        self.receive()
+    }
+
+    /// Send one command without waiting for its answer, so that several
+    /// workers can be set going at once.
+    pub fn send(&mut self, command: &str) -> Result<(), String> {
+        // One write, so that commands to many workers go out back to back.
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .map_err(|e| format!("{}: {e}", self.name))
+    }
+
+    /// The answer to the oldest command not yet answered: the time the
+    /// worker measured.
+    pub fn receive(&mut self) -> Result<Duration, String> {
         let mut line = String::new();
-        self.stdout
+        let read = self
+            .stdout
             .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        if read == 0 {
+            return Err(format!("{}: exited without answering", self.name));
+        }
         line.trim()
             .parse::<u64>()
             .map(Duration::from_nanos)

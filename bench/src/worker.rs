@@ -1,5 +1,6 @@
-//! The worker: runs as the benchmark's service uid and removes what the
-//! orchestrator names, the ways a service would, timing each.
+//! The worker: runs as the benchmark's service uid (or one of section 3's
+//! tenant uids) and removes what the orchestrator names, the ways a service
+//! would, timing each.
 //!
 //! Commands, one per stdin line, each answered with one line of
 //! nanoseconds: `ping`, `rtt`, `bare PATH`, `lib PATH`, `cli PATH`, `sudo PATH`,
@@ -146,11 +147,12 @@ fn status(cmd: &mut Command) -> bool {
 /// `n` threads take paths from `file` until none are left.
 fn many(n: &str, file: &str, remove: impl Fn(&Path) -> bool + Sync) -> bool {
     let n: usize = n.parse().unwrap_or(1);
-    let paths: Vec<PathBuf> = std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .map(PathBuf::from)
-        .collect();
+    // A list this uid cannot read is an error, not nothing to do: a run
+    // that removed nothing must not pass for a fast one.
+    let Ok(list) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    let paths: Vec<PathBuf> = list.lines().map(PathBuf::from).collect();
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
     std::thread::scope(|s| {
