@@ -72,7 +72,7 @@ pub fn remove_in_sandbox(
         no_progress: Duration::from_secs(30),
     };
     let mut report = Report::default();
-    let emptied = engine::empty_tree(top.fd.as_fd(), &options, &mut report);
+    let emptied = engine::empty_tree(top.fd.as_fd(), top.unread(), &options, &mut report);
     let top_removed = emptied && engine::remove_top(parent.as_fd(), &name) == TopRemoval::Removed;
     Ok(ProbeResult {
         sandbox: enforced.to_string(),

@@ -10,7 +10,8 @@ use rustix::io::Errno;
 use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials};
 use vmrm_proto::{Cause, DenyReason, FailedOp, Limit, Outcome};
 
-use crate::removal::engine::{self, OpenTopError, Owners, Report, TopDir, TopRemoval, WalkOptions};
+use crate::removal::engine::WalkOptions;
+use crate::removal::engine::{self, Listing, OpenTopError, Owners, Report, TopDir, TopRemoval};
 
 /// Directory fds of the configured prefixes, opened once at start (and on
 /// reload), in the order of [`Config::prefixes`].
@@ -198,7 +199,12 @@ pub fn remove_opened(
     };
     let mut report = Report::default();
     for round in 1..=limits.max_rounds() {
-        if !engine::empty_tree_parallel(top.fd.as_fd(), &options, &mut report) {
+        let listing = if round == 1 {
+            top.unread()
+        } else {
+            Listing::Read
+        };
+        if !engine::empty_tree_parallel(top.fd.as_fd(), listing, &options, &mut report) {
             return failed(report);
         }
         match engine::remove_top(prefix, name) {

@@ -40,14 +40,14 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Scope;
 use std::time::Instant;
 
-use rustix::fs::{fstat, seek, unlinkat, AtFlags, FileType, RawDir, SeekFrom};
+use rustix::fs::{unlinkat, AtFlags, FileType, RawDir};
 
 use vmrm_proto::Failure;
 
 use super::descend::{open_owned_child, pass_cap};
 use super::report::{moved, stops_removal};
 use super::steal::{Pending, Pool, Share};
-use super::walk::{empty_subtree, unlink_entry, Stealing};
+use super::walk::{empty_subtree, unlink_entry, Listing, Stealing};
 use super::{empty_tree, Report, WalkOptions};
 
 /// Start every worker at once only over at least this many subdirectories
@@ -75,16 +75,18 @@ fn workers() -> usize {
 /// Returns `true` when nothing is left inside and nothing moved away.
 pub fn empty_tree_parallel(
     top: BorrowedFd<'_>,
+    start: Listing,
     options: &WalkOptions,
     report: &mut Report,
 ) -> bool {
-    empty_tree_with(top, options, report, workers())
+    empty_tree_with(top, start, options, report, workers())
 }
 
 /// [`empty_tree_parallel`] with `workers` threads at most (the tests' way to
 /// have several on any machine).
 pub(super) fn empty_tree_with(
     top: BorrowedFd<'_>,
+    mut start: Listing,
     options: &WalkOptions,
     report: &mut Report,
     workers: usize,
@@ -94,14 +96,16 @@ pub(super) fn empty_tree_with(
     let mut aside = Report::default();
     // The top's own walk (few subdirectories) left nothing.
     let mut walked = false;
-    if workers > 1 && seek(top, SeekFrom::Start(0)).is_ok() {
+    if workers > 1 && start.rewind(top) {
         let mut buf = [MaybeUninit::<u8>::uninit(); 32 * 1024];
         let mut listing = RawDir::new(top, &mut buf);
         let mut batch = Batch::default();
         // The same bounds as the walk's: a top that keeps refilling, or a
         // passed deadline, ends the fan-out and leaves the rest (and the
         // report) to the sequential walk.
-        let mut left = pass_cap(fstat(top).map_or(0, |st| st.st_size));
+        let mut left = pass_cap(start.size(top));
+        // Read from now on: the sequential pass, if any, rewinds.
+        start = Listing::Read;
         let mut wide = false;
         loop {
             let more = batch.fill(&mut listing, top, options, &mut left, report);
@@ -136,7 +140,7 @@ pub(super) fn empty_tree_with(
     if ended.stop {
         return false;
     }
-    let emptied = walked || empty_tree(top, options, report);
+    let emptied = walked || empty_tree(top, start, options, report);
     // Nothing left to meet, yet a worker failed: what it failed on is no
     // longer in the tree (moved out meanwhile). Said, as the sequential walk
     // would; when the pass left something, it reported that itself, and the
@@ -367,7 +371,14 @@ fn walk_top(hands: &Hands<'_, '_>) -> bool {
         inherit: None,
     };
     let mut walk = Report::default();
-    let emptied = empty_subtree(job.top, 0, Some(stealing), &job.options, &mut walk);
+    let emptied = empty_subtree(
+        job.top,
+        Listing::Read,
+        0,
+        Some(stealing),
+        &job.options,
+        &mut walk,
+    );
     let (mut kept, mut others) = (Report::default(), Report::default());
     sort(walk, None, &job.pool, &mut kept, &mut others);
     let mut results = job.results.lock().unwrap_or_else(PoisonError::into_inner);
@@ -459,7 +470,14 @@ fn deal_with(hands: &Hands<'_, '_>, unit: Unit<'_>, kept: &mut Report, others: &
     };
     let dir = opened.fd;
     let mut report = Report::default();
-    let emptied = empty_subtree(dir.as_fd(), level, Some(stealing), options, &mut report);
+    let emptied = empty_subtree(
+        dir.as_fd(),
+        Listing::Read,
+        level,
+        Some(stealing),
+        options,
+        &mut report,
+    );
     drop(dir);
     if emptied && unlinkat(parent, name, AtFlags::REMOVEDIR).is_ok() {
         report.stats.entries += 1;

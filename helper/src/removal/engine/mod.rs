@@ -20,7 +20,7 @@ pub use fanout::empty_tree_parallel;
 pub use owners::Owners;
 pub use report::Report;
 pub use top::{open_top, remove_top, OpenTopError, TopDir, TopRemoval};
-pub use walk::{empty_tree, WalkOptions};
+pub use walk::{empty_tree, Listing, WalkOptions};
 
 #[cfg(test)]
 mod tests;

@@ -63,7 +63,7 @@ fn empties_a_mixed_tree_and_never_touches_link_targets() {
     let fd = open_dir(&top);
     let mut report = Report::default();
     assert!(
-        empty_tree(fd.as_fd(), &options(32), &mut report),
+        empty_tree(fd.as_fd(), Listing::Read, &options(32), &mut report),
         "{report:?}"
     );
     assert_eq!(count_entries(&top), 0);
@@ -93,7 +93,7 @@ fn removes_a_chain_far_deeper_than_its_fd_ring() {
     let fd = open_dir(&top);
     let mut report = Report::default();
     assert!(
-        empty_tree(fd.as_fd(), &options(4), &mut report),
+        empty_tree(fd.as_fd(), Listing::Read, &options(4), &mut report),
         "{report:?}"
     );
     assert_eq!(report.stats.entries, 3001);
@@ -117,7 +117,7 @@ fn wide_directories_with_subdirs_are_emptied() {
     let fd = open_dir(&top);
     let mut report = Report::default();
     assert!(
-        empty_tree(fd.as_fd(), &options(2), &mut report),
+        empty_tree(fd.as_fd(), Listing::Read, &options(2), &mut report),
         "{report:?}"
     );
     assert_eq!(report.stats.entries, 50 + 50 * 40 + 2000);
@@ -136,7 +136,7 @@ fn a_passed_deadline_stops_the_walk_and_says_so() {
     let mut report = Report::default();
     let mut opts = options(8);
     opts.deadline = Instant::now();
-    assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
+    assert!(!empty_tree(fd.as_fd(), Listing::Read, &opts, &mut report));
     assert_eq!(report.failures[0].cause, Cause::Limit(Limit::Deadline));
     assert!(count_entries(&top) > 0);
 }
@@ -188,7 +188,7 @@ fn many_subdirectories_are_emptied_in_parallel() {
     let fd = open_dir(&top);
     let mut report = Report::default();
     assert!(
-        empty_tree_parallel(fd.as_fd(), &options(8), &mut report),
+        empty_tree_parallel(fd.as_fd(), Listing::Read, &options(8), &mut report),
         "{report:?}"
     );
     assert_eq!(report.stats.entries, 40 * 2 + 40 * 30 + 2);
@@ -207,7 +207,7 @@ fn a_wide_directory_of_empty_subdirectories_is_emptied() {
     }
     let mut report = Report::default();
     assert!(
-        empty_tree_parallel(fd.as_fd(), &options(8), &mut report),
+        empty_tree_parallel(fd.as_fd(), Listing::Read, &options(8), &mut report),
         "{report:?}"
     );
     assert_eq!(report.stats.entries, 20_000);
@@ -241,7 +241,7 @@ fn names_over_the_budget_fall_back_to_cookies_and_miss_nothing() {
     let fd = open_dir(&top);
     let mut report = Report::default();
     assert!(
-        empty_tree(fd.as_fd(), &options(2), &mut report),
+        empty_tree(fd.as_fd(), Listing::Read, &options(2), &mut report),
         "{report:?}"
     );
     assert_eq!(report.stats.entries, expected);
@@ -265,7 +265,7 @@ fn a_walk_that_removes_nothing_for_too_long_ends_with_no_progress() {
     let mut opts = options(8);
     opts.owners = Owners::new(vmrm_policy::Uid(4242), &[]);
     opts.no_progress = Duration::ZERO;
-    assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
+    assert!(!empty_tree(fd.as_fd(), Listing::Read, &opts, &mut report));
     let last = report.failures.last().unwrap();
     assert_eq!(last.cause, Cause::Limit(Limit::NoProgress), "{report:?}");
     assert_eq!(report.stats.entries, 0);
@@ -286,7 +286,12 @@ fn a_passed_deadline_stops_the_fan_out_too() {
     let mut report = Report::default();
     let mut opts = options(8);
     opts.deadline = Instant::now();
-    assert!(!empty_tree_parallel(fd.as_fd(), &opts, &mut report));
+    assert!(!empty_tree_parallel(
+        fd.as_fd(),
+        Listing::Read,
+        &opts,
+        &mut report
+    ));
     assert!(
         report
             .failures
@@ -309,7 +314,7 @@ fn a_deep_chain_is_moved_up_in_chunks_and_removed_with_its_depth_counted() {
     let fd = open_dir(&top);
     let mut report = Report::default();
     assert!(
-        empty_tree(fd.as_fd(), &options(4), &mut report),
+        empty_tree(fd.as_fd(), Listing::Read, &options(4), &mut report),
         "{report:?}"
     );
     assert_eq!(count_entries(&top), 0);
@@ -319,7 +324,7 @@ fn a_deep_chain_is_moved_up_in_chunks_and_removed_with_its_depth_counted() {
     let mut report = Report::default();
     let mut opts = options(4);
     opts.max_depth = 300;
-    assert!(!empty_tree(fd.as_fd(), &opts, &mut report));
+    assert!(!empty_tree(fd.as_fd(), Listing::Read, &opts, &mut report));
     assert_eq!(report.failures.len(), 1, "{report:?}");
     assert_eq!(report.failures[0].op, FailedOp::Open);
     assert_eq!(report.failures[0].cause, Cause::Limit(Limit::Depth));
@@ -349,7 +354,7 @@ fn one_subdirectory_holding_many_is_spread_by_stealing() {
     let fd = open_dir(&top);
     let mut report = Report::default();
     assert!(
-        fanout::empty_tree_with(fd.as_fd(), &options(8), &mut report, 2),
+        fanout::empty_tree_with(fd.as_fd(), Listing::Read, &options(8), &mut report, 2),
         "{report:?}"
     );
     assert_eq!(report.stats.entries, expected as u64);
@@ -394,7 +399,13 @@ fn deep_and_wide_mixes_are_stolen_from_at_every_level() {
         let expected = deep_and_wide(&top);
         let mut report = Report::default();
         assert!(
-            fanout::empty_tree_with(fd.as_fd(), &options(ring), &mut report, workers),
+            fanout::empty_tree_with(
+                fd.as_fd(),
+                Listing::Read,
+                &options(ring),
+                &mut report,
+                workers
+            ),
             "{report:?}"
         );
         assert_eq!(report.stats.entries, expected as u64, "{report:?}");
@@ -443,7 +454,8 @@ fn a_stolen_subtree_moved_out_mid_walk_ends_moved_and_touches_nothing_outside() 
             }
             false
         });
-        let emptied = fanout::empty_tree_with(fd.as_fd(), &options(8), &mut report, 2);
+        let emptied =
+            fanout::empty_tree_with(fd.as_fd(), Listing::Read, &options(8), &mut report, 2);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (emptied, attacker.join().unwrap())
     });
@@ -494,7 +506,8 @@ fn a_symlink_swapped_for_a_published_child_is_never_followed() {
             }
             swaps
         });
-        let emptied = fanout::empty_tree_with(fd.as_fd(), &options(8), &mut report, 2);
+        let emptied =
+            fanout::empty_tree_with(fd.as_fd(), Listing::Read, &options(8), &mut report, 2);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let swaps = attacker.join().unwrap();
         assert!(emptied || !report.failures.is_empty(), "{report:?}");
@@ -510,7 +523,7 @@ fn a_symlink_swapped_for_a_published_child_is_never_followed() {
     // Whatever the race left, a second pass removes it, links as links.
     let mut report = Report::default();
     assert!(
-        fanout::empty_tree_with(fd.as_fd(), &options(8), &mut report, 2),
+        fanout::empty_tree_with(fd.as_fd(), Listing::Read, &options(8), &mut report, 2),
         "{report:?}"
     );
     assert_eq!(count_entries(&top), 0);
@@ -536,6 +549,7 @@ fn a_foreign_directory_among_published_children_is_left_untouched() {
     let mut report = Report::default();
     assert!(!fanout::empty_tree_with(
         fd.as_fd(),
+        Listing::Read,
         &options(8),
         &mut report,
         2

@@ -10,6 +10,7 @@ use rustix::io::Errno;
 use vmrm_policy::Uid;
 
 use super::descend::open_child;
+use super::walk::Listing;
 
 /// The opened top directory and what `fstat` says about it.
 #[derive(Debug)]
@@ -20,6 +21,16 @@ pub struct TopDir {
     pub owner: Uid,
     /// The later of its modification and status-change times.
     pub changed: SystemTime,
+    /// Its `st_size`, which bounds how much one pass may list. `fd` is left
+    /// unread for the removal's first pass, which trusts both.
+    pub size: i64,
+}
+
+impl TopDir {
+    /// How the first pass over `fd` finds its listing.
+    pub fn unread(&self) -> Listing {
+        Listing::Unread { size: self.size }
+    }
 }
 
 /// Why the top directory could not be opened.
@@ -48,6 +59,7 @@ pub fn open_top(prefix: BorrowedFd<'_>, name: &CStr) -> Result<TopDir, OpenTopEr
         fd,
         owner: Uid(st.st_uid),
         changed: UNIX_EPOCH + Duration::from_secs(secs),
+        size: st.st_size,
     })
 }
 

@@ -206,10 +206,44 @@ enum Chunk {
     Abort,
 }
 
-/// Empty the directory `top` (remove everything inside it, not `top` itself).
-/// Returns `true` when nothing is left inside.
-pub fn empty_tree(top: BorrowedFd<'_>, options: &WalkOptions, report: &mut Report) -> bool {
-    empty_subtree(top, 0, None, options, report)
+/// What a walk may take as known about its top's listing when it starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Listing {
+    /// Opened and never read since: at its start, with the `st_size` that
+    /// the `fstat` at the open reported. Spares a rewind and a second
+    /// `fstat` (two syscalls of the twenty a typical workdir costs).
+    Unread { size: i64 },
+    /// Maybe read before (an earlier pass): rewind, and ask its size again.
+    Read,
+}
+
+impl Listing {
+    /// Bring the listing to its start; `false` when it cannot be.
+    pub(super) fn rewind(self, dir: BorrowedFd<'_>) -> bool {
+        match self {
+            Listing::Unread { .. } => true,
+            Listing::Read => seek(dir, SeekFrom::Start(0)).is_ok(),
+        }
+    }
+
+    /// The directory's size, which bounds how much one pass may list.
+    pub(super) fn size(self, dir: BorrowedFd<'_>) -> i64 {
+        match self {
+            Listing::Unread { size } => size,
+            Listing::Read => fstat(dir).map_or(0, |st| st.st_size),
+        }
+    }
+}
+
+/// Empty the directory `top` (remove everything inside it, not `top` itself),
+/// its listing as `start` says. Returns `true` when nothing is left inside.
+pub fn empty_tree(
+    top: BorrowedFd<'_>,
+    start: Listing,
+    options: &WalkOptions,
+    report: &mut Report,
+) -> bool {
+    empty_subtree(top, start, 0, None, options, report)
 }
 
 /// A walk that shares its work with idle workers (see [`super::steal`]).
@@ -230,12 +264,13 @@ pub(super) struct Stealing<'a> {
 /// final pass meets what is left).
 pub(super) fn empty_subtree(
     top: BorrowedFd<'_>,
+    start: Listing,
     level: usize,
     stealing: Option<Stealing<'_>>,
     options: &WalkOptions,
     report: &mut Report,
 ) -> bool {
-    let cap = pass_cap(fstat(top).map_or(0, |st| st.st_size));
+    let cap = pass_cap(start.size(top));
     let mut first = Frame::new(
         Slot::Top,
         Identity::default(),
@@ -244,8 +279,8 @@ pub(super) fn empty_subtree(
         0,
         cap,
     );
-    // The caller may have listed the top already: always seek.
-    first.seek = true;
+    // The caller may have listed the top already: seek unless it says not.
+    first.seek = matches!(start, Listing::Read);
     let now = Instant::now();
     let mut walk = Walk {
         top,
