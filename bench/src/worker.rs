@@ -3,14 +3,15 @@
 //! would, timing each.
 //!
 //! Commands, one per stdin line, each answered with one line of
-//! nanoseconds: `ping`, `rtt`, `bare PATH`, `lib PATH`, `cli PATH`, `sudo PATH`,
+//! nanoseconds: `ping`, `rtt`, `bare PATH`, `bare-process PATH`, `lib PATH`, `cli PATH`, `sudo PATH`,
 //! `many-lib N FILE`, `many-sudo N FILE` (FILE lists paths; N concurrent
 //! clients).
 
 use std::io::{BufRead, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -20,6 +21,7 @@ pub fn run(socket: &Path, vmrm_bin: &Path) {
     let mut client = Client::with_options(ClientOptions::with_socket(socket));
     let mut echo = Echo::start();
     let mut bare = BareHelper::start();
+    let mut bare_process = BareHelper::start_process();
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines() {
@@ -30,6 +32,7 @@ pub fn run(socket: &Path, vmrm_bin: &Path) {
             ["ping"] => client.ping().is_ok(),
             ["rtt"] => echo.as_mut().is_some_and(Echo::round_trip),
             ["bare", path] => bare.as_mut().is_some_and(|b| b.remove(path)),
+            ["bare-process", path] => bare_process.as_mut().is_some_and(|(b, _)| b.remove(path)),
             ["lib", path] => matches!(client.remove(Path::new(path)), Ok(Outcome::Removed(_))),
             ["cli", path] => status(
                 Command::new(vmrm_bin)
@@ -74,6 +77,11 @@ pub fn run(socket: &Path, vmrm_bin: &Path) {
             break;
         }
     }
+    // Closing its socket ends the bare helper process; reap it.
+    if let Some((helper, mut child)) = bare_process {
+        drop(helper);
+        let _ = child.wait();
+    }
 }
 
 /// The least any helper in another thread or process costs a request on
@@ -111,22 +119,25 @@ struct BareHelper {
 impl BareHelper {
     fn start() -> Option<BareHelper> {
         let (near, far) = UnixStream::pair().ok()?;
-        std::thread::spawn(move || {
-            let mut lines = std::io::BufReader::new(&far);
-            let mut writer = &far;
-            let mut path = String::new();
-            loop {
-                path.clear();
-                if !matches!(lines.read_line(&mut path), Ok(n) if n > 0) {
-                    break;
-                }
-                let ok = std::fs::remove_dir_all(path.trim_end_matches('\n')).is_ok();
-                if writer.write_all(&[u8::from(ok)]).is_err() {
-                    break;
-                }
-            }
-        });
+        std::thread::spawn(move || serve_paths(std::io::BufReader::new(&far), &far));
         Some(BareHelper { near })
+    }
+
+    /// The same bare helper in a process of its own (this binary's
+    /// `bare-helper`), its stdin and stdout one end of a Unix socket pair.
+    /// A helper that holds what the service does not (vmrmd's
+    /// CAP_DAC_OVERRIDE) must be another process: each request then also
+    /// switches address spaces, which a thread of the service does not.
+    fn start_process() -> Option<(BareHelper, Child)> {
+        let (near, far) = UnixStream::pair().ok()?;
+        let out = far.try_clone().ok()?;
+        let child = Command::new(std::env::current_exe().ok()?)
+            .arg("bare-helper")
+            .stdin(Stdio::from(OwnedFd::from(far)))
+            .stdout(Stdio::from(OwnedFd::from(out)))
+            .spawn()
+            .ok()?;
+        Some((BareHelper { near }, child))
     }
 
     fn remove(&mut self, path: &str) -> bool {
@@ -134,6 +145,26 @@ impl BareHelper {
         self.near.write_all(format!("{path}\n").as_bytes()).is_ok()
             && self.near.read_exact(&mut answer).is_ok()
             && answer[0] == 1
+    }
+}
+
+/// The bare helper's loop: a path a line in, `remove_dir_all`, one byte out
+/// (1 when removed). Ends when the other side closes.
+pub fn serve_paths(mut lines: impl BufRead, mut answers: impl Write) {
+    let mut path = String::new();
+    loop {
+        path.clear();
+        if !matches!(lines.read_line(&mut path), Ok(n) if n > 0) {
+            break;
+        }
+        let ok = std::fs::remove_dir_all(path.trim_end_matches('\n')).is_ok();
+        if answers
+            .write_all(&[u8::from(ok)])
+            .and_then(|()| answers.flush())
+            .is_err()
+        {
+            break;
+        }
     }
 }
 
