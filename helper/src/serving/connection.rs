@@ -139,15 +139,25 @@ impl Conn {
                 Err(end) => return end,
             };
             let (answer, record) = self.handle(id, request);
-            let sent = self.send(&ServerMessage::Response { id, answer });
+            let response = ServerMessage::Response { id, answer };
+            let sent = self.send(&response);
             // The end line, the counters and the close of the removed top
             // come after the answer: formatting a JSON line costs tens of µs
             // on a cold CPU, and the last close of a removed directory up to
             // 2 ms on ext4; the client should not wait for either. The start
             // line, written before the removal began, is what a crash must
             // not lose.
-            if let Some(record) = record {
-                record.write(&self.peer, id, &self.service);
+            // A record comes only with a removal's answer, whose outcome it
+            // logs: taken back from the sent message, not copied before.
+            if let (
+                Some(record),
+                ServerMessage::Response {
+                    answer: Answer::Removal(outcome),
+                    ..
+                },
+            ) = (record, response)
+            {
+                record.write(&outcome, &self.peer, id, &self.service);
             }
             if sent.is_err() {
                 return ReadEnd::Broken;
@@ -156,7 +166,8 @@ impl Conn {
     }
 
     /// The answer, and for a removal what its audit line and the counters
-    /// must record once the answer is on its way.
+    /// must record (besides the outcome, which the answer carries) once the
+    /// answer is on its way.
     fn handle(&self, id: RequestId, request: Request) -> (Answer, Option<Record>) {
         match request {
             Request::Ping => (
@@ -176,7 +187,6 @@ impl Conn {
                 let record = Record {
                     removal,
                     path,
-                    outcome: outcome.clone(),
                     took,
                     top,
                 };
@@ -284,16 +294,15 @@ fn encode(msg: &ServerMessage) -> Result<Vec<u8>, ()> {
 struct Record {
     removal: Option<audit::RemovalId>,
     path: Vec<u8>,
-    outcome: Outcome,
     took: Duration,
     top: Option<OwnedFd>,
 }
 
 impl Record {
-    fn write(self, peer: &PeerCredentials, id: RequestId, service: &Service) {
-        service.stats.record(&self.outcome, self.took);
+    fn write(self, outcome: &Outcome, peer: &PeerCredentials, id: RequestId, service: &Service) {
+        service.stats.record(outcome, self.took);
         let actor = audit::Actor::Peer(peer, id);
-        audit::removal(actor, self.removal, &self.path, &self.outcome, self.took);
+        audit::removal(actor, self.removal, &self.path, outcome, self.took);
         // The last close of a removed directory frees its inode (up to 2 ms
         // on ext4): after the answer, on this connection's own thread.
         drop(self.top);
