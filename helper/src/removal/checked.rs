@@ -10,8 +10,9 @@ use rustix::io::Errno;
 use vmrm_policy::{authorize_owner, Config, Limits, PeerCredentials};
 use vmrm_proto::{Cause, DenyReason, FailedOp, Limit, Outcome};
 
-use crate::removal::engine::WalkOptions;
-use crate::removal::engine::{self, Listing, OpenTopError, Owners, Report, TopDir, TopRemoval};
+use crate::removal::engine::{
+    self, Listing, OpenTopError, Owners, Report, TopDir, TopRemoval, WalkOptions,
+};
 
 /// Directory fds of the configured prefixes, opened once at start (and on
 /// reload), in the order of [`Config::prefixes`].
