@@ -276,6 +276,14 @@ impl Client {
         self.stream.as_ref().map(|s| s.get_ref().as_fd())
     }
 
+    /// Whether [`Client::finish_remove`] would find something to read now
+    /// without waiting (an answer, an end of stream or an error): a small
+    /// removal is often answered by the time [`Client::send_remove`]
+    /// returns, and an event loop can then skip its wait.
+    pub fn answer_waiting(&self) -> bool {
+        self.readable_now()
+    }
+
     /// Read the answer (it should be waiting) and finish. `Ok(Err(p))`: the
     /// request was sent again (stale connection, refilled top), or only the
     /// helper's hello had come yet; wait for readability and call this

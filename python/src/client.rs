@@ -123,6 +123,12 @@ impl Client {
         self.lock().as_fd().map(|fd| fd.as_raw_fd())
     }
 
+    /// Whether `_finish_remove` would find something to read now, without
+    /// waiting.
+    fn _answer_waiting(&self) -> bool {
+        self.lock().answer_waiting()
+    }
+
     /// Second half: read the waiting answer. None: sent again, wait again.
     fn _finish_remove(
         &self,

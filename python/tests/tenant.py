@@ -131,6 +131,35 @@ def time_out_then_use(sock: str, big: str, smalls: List[str], timeout: float) ->
     return asyncio.run(main())
 
 
+def ticks_during_removal(sock: str, path: str) -> Dict[str, Any]:
+    """Remove `path` with an AsyncClient while another task counts the
+    loop's turns (one each millisecond at most)."""
+
+    async def main() -> Dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        c = vmrm.AsyncClient(socket=sock)
+        await c.ping()
+        ticks = 0
+        removing = True
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while removing:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        counting = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        started = loop.time()
+        stats = await c.remove(path)
+        took = loop.time() - started
+        removing = False
+        await counting
+        return {"stats": stats, "ticks": ticks, "took": took}
+
+    return asyncio.run(main())
+
+
 def create_workdir(prefix: str, sock: str, key: str = "wd", **kw: Any) -> str:
     wd = vmrm.WorkDir.create(prefix=prefix, socket=sock, **kw)
     STATE[key] = wd

@@ -42,6 +42,21 @@ def test_a_cancelled_await_leaves_the_client_usable(
         time.sleep(0.05)
 
 
+def test_a_long_removal_leaves_the_loop_serving_other_tasks(
+    world: World, daemon: Daemon, as_tenant: TenantFactory
+) -> None:
+    """An answer already there is read at once; one still to come is
+    awaited, and the loop serves other tasks meanwhile."""
+    big = world.workdir(TENANT_A, extra_files=20000)
+    out = as_tenant(TENANT_A).apply(tenant.ticks_during_removal, (str(world.socket), str(big)))
+    assert out["stats"].entries == 20000 + 9
+    assert out["took"] > 0.02, out
+    # Blocked for the removal, the loop would turn about once; turning, at
+    # least once every 10 ms of it even on a loaded machine.
+    assert out["ticks"] >= max(2, out["took"] * 100), out
+    assert not big.exists()
+
+
 def test_an_answer_later_than_the_timeout_is_unavailable_and_the_client_usable(
     world: World, daemon: Daemon, as_tenant: TenantFactory
 ) -> None:
