@@ -5,7 +5,7 @@
 # the repository. It creates a `vmrmbench` user and a NOPASSWD sudoers rule
 # for the run and removes both afterwards.
 #
-#   sudo scripts/bench.sh           # full run (about 40 minutes on 2 cores)
+#   sudo scripts/bench.sh           # full run (about 45 minutes on 2 cores)
 #   sudo scripts/bench.sh --quick   # smaller trees, fewer repetitions
 #   sudo scripts/bench.sh --only python   # one section (typical, tenants,
 #                                         # large, engine, fairness, python)
