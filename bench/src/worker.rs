@@ -3,9 +3,9 @@
 //! would, timing each.
 //!
 //! Commands, one per stdin line, each answered with one line of
-//! nanoseconds: `ping`, `rtt`, `bare PATH`, `bare-process PATH`, `lib PATH`, `cli PATH`, `sudo PATH`,
-//! `many-lib N FILE`, `many-sudo N FILE` (FILE lists paths; N concurrent
-//! clients).
+//! nanoseconds: `ping`, `rtt`, `bare PATH`, `bare-process PATH`, `lib PATH`,
+//! `cli PATH`, `sudo PATH`, `many-lib N FILE`, `many-sudo N FILE` (FILE
+//! lists paths; N concurrent clients).
 
 use std::io::{BufRead, Read, Write};
 use std::os::fd::OwnedFd;

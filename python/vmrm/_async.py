@@ -2,21 +2,24 @@
 
 A removal is sent from the event loop's own thread, the loop waits for the
 socket to become readable (``add_reader``), and the answer is read and
-finished there:
-the Rust client does the protocol (``Client.send_remove`` /
-``finish_remove``), asyncio does the waiting, and no thread or second
-runtime is involved. A small removal is often answered by the time the
-send returns (measured on a 2-core VM: the send of a typical workdir's
-request took about as long as vmrmd's removal of it, and the answer was
-there after two sends in three): it is then read at once, without the
-wait and its two turns of the loop (0.78x the time, measured), as a
-``StreamReader`` returns data it already holds without yielding. Two alternatives were measured in the same runs
-(BENCHMARKS.md, section 5): the Rust tokio client behind pyo3-async-runtimes
-(``vmrm._native.AsyncClient``, kept for the benchmark) was 1.07-1.30x
-slower; the blocking client on a worker thread (``asyncio.to_thread``)
-0.93-1.14x, within the noise of a loaded 2-core VM. This design was kept:
-no thread per client, and a cancelled await drops the connection rather
-than leave a thread to finish it.
+finished there: the Rust client does the protocol (``Client.send_remove``
+/ ``finish_remove``), asyncio does the waiting, and no thread or second
+runtime is involved.
+
+A small removal is often answered by the time the send returns (measured
+on a 2-core VM: the send of a typical workdir's request took about as long
+as vmrmd's removal of it, and the answer was there after two sends in
+three). It is then read at once, without the wait and its two turns of the
+loop (0.78x the time, measured), as a ``StreamReader`` returns data it
+already holds without yielding.
+
+Two alternatives are measured in the same runs (BENCHMARKS.md, section 7):
+the Rust tokio client behind pyo3-async-runtimes (``vmrm._native.AsyncClient``,
+kept for the benchmark) and the blocking client on a worker thread
+(``asyncio.to_thread``) took 1.73x and 1.64x this design's time in the
+committed run (1.07-1.30x and 0.93-1.14x before answers were read at
+once). This design was kept: no thread per client, and a cancelled await
+drops the connection rather than leave a thread to finish it.
 """
 
 from __future__ import annotations
