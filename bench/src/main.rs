@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use setup::{Daemon, Env, Worker, QEMU_UID, TENANT_UIDS};
-use summary::{median, median_difference, median_ratio, quantile, show, show_signed};
+use summary::{median, median_difference, median_ratio, quantile, show, show_more, show_signed};
 use vmrm::{Client, ClientOptions, Outcome};
 
 struct Plan {
@@ -432,8 +432,8 @@ fn typical(
          service, {} for the in-process floor on a busy thread, {} for the bare round trip). \
          `sudo rm -rf` / bare helper process = **{sudo_vs_bare:.1}x** is the most any helper could \
          reach on this machine in this run ({sudo_vs_bare_thread:.1}x for the thread). vmrmd takes \
-         {} more than the bare helper process per removal (medians of per-iteration differences): \
-         its self-sandbox {sandbox}, its `ping` {} more \
+         {} than the bare helper process per removal (medians of per-iteration differences): \
+         its self-sandbox {sandbox}, its `ping` {} \
          than the bare round trip (framing and decoding, a `poll` before each read), and the rest \
          its checks, its audit start line (written before anything is removed) and, in a sticky \
          prefix, the client's own `rmdir` of the emptied top (only its owner may unlink it there; \
@@ -442,8 +442,8 @@ fn typical(
         show(median(&times[BARE])),
         show(median(&times[FLOOR])),
         show(median(&times[RTT])),
-        show_signed(median_difference(&times[LIB], &times[BARE_PROCESS])),
-        show_signed(median_difference(&times[PING], &times[RTT])),
+        show_more(median_difference(&times[LIB], &times[BARE_PROCESS])),
+        show_more(median_difference(&times[PING], &times[RTT])),
     );
     targets.push(target(
         "workdir via persistent connection ≥ 50x faster than `sudo rm -rf`",

@@ -58,6 +58,15 @@ pub fn show_signed(seconds: f64) -> String {
     format!("{sign}{}", show(Duration::from_secs_f64(seconds.abs())))
 }
 
+/// A difference in seconds as "… more" or "… less".
+pub fn show_more(seconds: f64) -> String {
+    if seconds < 0.0 {
+        format!("{} less", show_signed(-seconds))
+    } else {
+        format!("{} more", show_signed(seconds))
+    }
+}
+
 /// A duration in the unit that reads best.
 pub fn show(d: Duration) -> String {
     let s = d.as_secs_f64();

@@ -21,7 +21,9 @@ pub fn run(socket: &Path, vmrm_bin: &Path) {
     let mut client = Client::with_options(ClientOptions::with_socket(socket));
     let mut echo = Echo::start();
     let mut bare = BareHelper::start();
-    let mut bare_process = BareHelper::start_process();
+    // Started at its first use: most workers (section 3's tenants) never
+    // need one.
+    let mut bare_process: Option<(BareHelper, Child)> = None;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines() {
@@ -32,7 +34,12 @@ pub fn run(socket: &Path, vmrm_bin: &Path) {
             ["ping"] => client.ping().is_ok(),
             ["rtt"] => echo.as_mut().is_some_and(Echo::round_trip),
             ["bare", path] => bare.as_mut().is_some_and(|b| b.remove(path)),
-            ["bare-process", path] => bare_process.as_mut().is_some_and(|(b, _)| b.remove(path)),
+            ["bare-process", path] => {
+                if bare_process.is_none() {
+                    bare_process = BareHelper::start_process();
+                }
+                bare_process.as_mut().is_some_and(|(b, _)| b.remove(path))
+            }
             ["lib", path] => matches!(client.remove(Path::new(path)), Ok(Outcome::Removed(_))),
             ["cli", path] => status(
                 Command::new(vmrm_bin)
